@@ -1,0 +1,52 @@
+# The README's two commands: `make lab` and `make test`. Both set up what they need on a fresh Debian 12 machine (as root).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+HOST_PACKAGES := debootstrap systemd-container e2fsprogs openssh-client iproute2 redis-tools
+LAB_INVENTORY := inventories/lab
+
+.PHONY: lab lab-up converge verify lab-down test unit lab-test lint host-packages
+
+lab: lab-up converge verify ## boot the lab, configure it, verify it, and leave it running
+	@python3 -m lab info
+
+lab-up: host-packages $(VENV)/.installed
+	python3 -m lab up
+
+converge: $(VENV)/.installed
+	@start=$$(date +%s%N); ansible-playbook -i $(LAB_INVENTORY) ansible/site.yml; \
+	  echo "converge took $$(( ($$(date +%s%N) - start) / 1000000 )) ms"
+
+verify: $(VENV)/.installed
+	pytest tests/verify --hosts=ansible://all --ansible-inventory=$(LAB_INVENTORY)
+
+lab-down: ## remove every host, namespace, veth, mount and loop device a lab made (even a killed one)
+	python3 -m lab down
+
+test: lint unit lab-test ## the whole suite; the lab it makes is removed at the end, pass or fail
+
+unit: $(VENV)/.installed
+	pytest tests/unit
+
+lab-test: host-packages $(VENV)/.installed
+	python3 -m lab down
+	status=0; { $(MAKE) --no-print-directory lab && pytest tests/lab; } || status=$$?; \
+	  python3 -m lab down; exit $$status
+
+lint: $(VENV)/.installed
+	ruff check .
+	ruff format --check .
+	ansible-lint ansible/
+
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@

@@ -1,0 +1,463 @@
+"""The local lab: real Debian 12 hosts under systemd-nspawn, each in its own network namespace.
+
+    python -m lab up      build (once) the base image, boot the hosts, write .lab/env; reuses what runs
+    python -m lab down    remove every host, namespace, veth, mount and loop device of any lab, even a killed one
+    python -m lab status  what is running
+    python -m lab info    how to connect
+
+Must run as root, from the repository's root. See ../shared/notes/lab-hosts.md for why each step is the way it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from lab import topology
+from lab.topology import HOSTS, NODES, Node
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = REPO / ".lab"
+CACHE = Path(os.environ.get("LAB_CACHE_DIR", "/var/cache/spot-redis-lab"))
+NSPAWN_RUN = Path("/run/systemd/nspawn")
+MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"
+BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2", "procps")
+# Bump when the image's customisation below changes, so that the cached image is rebuilt.
+IMAGE_RECIPE = 1
+PROXY_MARKER = "lab/apt_proxy.py"
+SECRETS = ("redis_admin_password", "redis_app_password", "redis_monitor_password")
+BOOT_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 30
+
+
+def log(message: str) -> None:
+    print(f"lab: {message}", flush=True)
+
+
+def run(*cmd: str | Path, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], check=check, text=True, capture_output=capture)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only root can read, creating it with that mode (never briefly world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+# --- the base image -------------------------------------------------------------------------------------------
+
+
+def image_dir() -> Path:
+    recipe = f"{SUITE} {MIRROR} {' '.join(BASE_PACKAGES)} {IMAGE_RECIPE}"
+    return CACHE / f"base-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
+
+def ensure_image() -> Path:
+    rootfs = image_dir() / "rootfs"
+    if rootfs.is_dir():
+        log(f"base image: cached at {rootfs}")
+        return rootfs
+    building = image_dir().with_suffix(".building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    log(f"base image: debootstrap {SUITE} (about a minute, once)")
+    started = time.monotonic()
+    with (building / "debootstrap.log").open("w") as debootstrap_log:
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(BASE_PACKAGES)}",
+                SUITE,
+                str(building / "rootfs"),
+                MIRROR,
+            ],
+            check=True,
+            stdout=debootstrap_log,
+            stderr=subprocess.STDOUT,
+        )
+    customise_image(building / "rootfs")
+    building.rename(image_dir())
+    log(f"base image: built in {time.monotonic() - started:.0f} s")
+    return rootfs
+
+
+def customise_image(rootfs: Path) -> None:
+    (rootfs / "etc/apt/sources.list").write_text(
+        f"deb {MIRROR} {SUITE} main\ndeb {MIRROR} {SUITE}-updates main\ndeb {MIRROR}-security {SUITE}-security main\n"
+    )
+    # The hosts have no route off the lab: apt goes through the lab's proxy, which reaches only Debian.
+    (rootfs / "etc/apt/apt.conf.d/01lab-proxy").write_text(
+        f'Acquire::http::Proxy "http://{topology.GATEWAY}:{topology.APT_PROXY_PORT}";\n'
+    )
+    for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()  # each host gets its own keys
+    (rootfs / "etc/machine-id").write_text("")
+    run("apt-get", "clean", "-o", f"Dir={rootfs}", check=False)
+
+
+# --- hosts ----------------------------------------------------------------------------------------------------
+
+
+def host_dir(node: Node) -> Path:
+    return STATE / "hosts" / node.name
+
+
+def ssh_key() -> Path:
+    key = STATE / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "spot-redis-lab", "-f", key)
+    return key
+
+
+def ensure_rootfs(node: Node, image: Path) -> Path:
+    rootfs = host_dir(node) / "rootfs"
+    if rootfs.is_dir():
+        return rootfs
+    partial = rootfs.with_name("rootfs.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    run("cp", "-a", "--reflink=auto", image, partial)
+    (partial / "etc/hostname").write_text(f"{node.name}\n")
+    (partial / "etc/hosts").write_text(f"127.0.0.1 localhost\n{node.address} {node.name}\n")
+    (partial / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+    run("ssh-keygen", "-q", "-A", "-f", partial)
+    authorized = partial / "root/.ssh/authorized_keys"
+    authorized.parent.mkdir(mode=0o700, exist_ok=True)
+    authorized.write_text(Path(f"{ssh_key()}.pub").read_text())
+    authorized.chmod(0o600)
+    partial.rename(rootfs)
+    return rootfs
+
+
+def ensure_data_disk(node: Node) -> Path:
+    """A disk image with its own ext4 file system, mounted on the machine and bound into the host."""
+    image = STATE / "disks" / f"{node.name}-data.img"
+    mountpoint = STATE / "mnt" / f"{node.name}-data"
+    if not image.exists():
+        image.parent.mkdir(parents=True, exist_ok=True)
+        with image.open("wb") as handle:
+            handle.truncate(node.data_size_mib * 1024 * 1024)
+        run("mkfs.ext4", "-q", "-F", "-L", f"{node.name}-data", image)
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    if not os.path.ismount(mountpoint):
+        run("mount", "-o", "loop", image, mountpoint)
+    return mountpoint
+
+
+def known_hosts_lines(node: Node) -> list[str]:
+    keys = sorted((host_dir(node) / "rootfs/etc/ssh").glob("ssh_host_*_key.pub"))
+    return [f"{node.address} {' '.join(key.read_text().split()[:2])}" for key in keys]
+
+
+def nspawn_pids() -> dict[str, int]:
+    """Every running systemd-nspawn of a lab (this checkout's or another's), by machine name."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"systemd-nspawn"):
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if any(a.startswith(f"--network-namespace-path=/run/netns/{topology.NETNS_PREFIX}") for a in args):
+            machine = next((a.removeprefix("--machine=") for a in args if a.startswith("--machine=")), "?")
+            found[machine] = int(proc.name)
+    return found
+
+
+def boot(node: Node, rootfs: Path) -> None:
+    cmd = [
+        "systemd-nspawn",
+        f"--directory={rootfs}",
+        f"--machine={node.name}",
+        "--boot",
+        "--register=no",
+        "--keep-unit",  # there is no systemd on the machine to make a scope for it
+        f"--network-namespace-path=/run/netns/{node.netns}",
+        "--console=read-only",
+        # Its own network namespace, so the host's nftables firewall can be real; nspawn drops this otherwise.
+        "--capability=CAP_NET_ADMIN",
+    ]
+    if node.data_mount:
+        cmd.append(f"--bind={ensure_data_disk(node)}:{node.data_mount}")
+    console = (host_dir(node) / "console.log").open("ab")
+    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for_ssh(node: Node, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((node.address, 22), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"lab: {node.name} did not answer SSH within {BOOT_TIMEOUT_S} s; see {host_dir(node)}/console.log")
+
+
+def ssh(node: Node, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(
+        "ssh",
+        "-i",
+        ssh_key(),
+        "-o",
+        f"UserKnownHostsFile={STATE / 'ssh/known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        f"root@{node.address}",
+        *command,
+        check=check,
+        capture=True,
+    )
+
+
+# --- network --------------------------------------------------------------------------------------------------
+
+
+def check_subnet_is_ours() -> None:
+    """Refuse to start when anything but the lab's bridge already routes the lab's subnet."""
+    routes = run("ip", "-o", "route", "show", "table", "all", capture=True).stdout.splitlines()
+    for route in routes:
+        fields = route.split()
+        if not fields or fields[0] in ("default", "local", "broadcast", "multicast") or "/" not in fields[0]:
+            continue
+        net = ipaddress.ip_network(fields[0], strict=False)
+        if net.version == 4 and net.overlaps(topology.SUBNET) and f"dev {topology.BRIDGE}" not in route:
+            raise SystemExit(f"lab: {topology.SUBNET} is already in use on this machine ({route}); not starting")
+
+
+def link_exists(name: str) -> bool:
+    return run("ip", "link", "show", name, check=False, capture=True).returncode == 0
+
+
+def ensure_bridge() -> None:
+    if not link_exists(topology.BRIDGE):
+        run("ip", "link", "add", topology.BRIDGE, "type", "bridge")
+        run("ip", "addr", "add", f"{topology.GATEWAY}/{topology.SUBNET.prefixlen}", "dev", topology.BRIDGE)
+    run("ip", "link", "set", topology.BRIDGE, "up")
+
+
+def ensure_netns(node: Node) -> None:
+    if not Path(f"/run/netns/{node.netns}").exists():
+        run("ip", "netns", "add", node.netns)
+    if not link_exists(node.veth):
+        run("ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
+        run("ip", "-n", node.netns, "addr", "add", f"{node.address}/{topology.SUBNET.prefixlen}", "dev", "eth0")
+    run("ip", "link", "set", node.veth, "master", topology.BRIDGE, "up")
+    run("ip", "-n", node.netns, "link", "set", "lo", "up")
+    run("ip", "-n", node.netns, "link", "set", "eth0", "up")
+    # No default route on purpose: nothing in the lab can reach an address off the lab bridge.
+
+
+def proxy_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if PROXY_MARKER.encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def ensure_apt_proxy() -> None:
+    if proxy_pids():
+        return
+    cmd = [
+        sys.executable,
+        str(REPO / PROXY_MARKER),
+        "--listen",
+        f"{topology.GATEWAY}:{topology.APT_PROXY_PORT}",
+        "--cache-dir",
+        str(CACHE / "debs"),
+    ]
+    for host in topology.APT_UPSTREAM_HOSTS:
+        cmd += ["--allow", host]
+    proxy_log = (STATE / "apt-proxy.log").open("ab")
+    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=proxy_log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def ensure_nspawn_tmpfs() -> None:
+    # nspawn refuses to run while /run/systemd/nspawn is on the root disk (lab-hosts.md, step 3).
+    NSPAWN_RUN.mkdir(parents=True, exist_ok=True)
+    if not os.path.ismount(NSPAWN_RUN):
+        run("mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", NSPAWN_RUN)
+
+
+# --- secrets and the env file ---------------------------------------------------------------------------------
+
+
+def ensure_secrets() -> dict[str, str]:
+    values = {}
+    for name in SECRETS:
+        path = STATE / "secrets" / name
+        if not path.exists():
+            write_private(path, secrets.token_urlsafe(24))
+        values[name] = path.read_text().strip()
+    return values
+
+
+def write_env(passwords: dict[str, str]) -> None:
+    redis = topology.node("redis-1")
+    env = {
+        "REDIS_HOST": redis.address,
+        "REDIS_PORT": "6379",
+        "REDIS_APP_USER": "app",
+        "REDIS_APP_PASSWORD": passwords["redis_app_password"],
+        "REDIS_ADMIN_USER": "admin",
+        "REDIS_ADMIN_PASSWORD": passwords["redis_admin_password"],
+        "LAB_CLIENT_NETNS": topology.node("client").netns,
+        "LAB_OUTSIDER_NETNS": topology.node("outsider").netns,
+        "LAB_INVENTORY": str(REPO / "inventories/lab"),
+        "LAB_SSH_KEY": str(ssh_key()),
+        "LAB_KNOWN_HOSTS": str(STATE / "ssh/known_hosts"),
+    }
+    write_private(STATE / "env", "".join(f"{key}={value}\n" for key, value in env.items()))
+
+
+# --- commands -------------------------------------------------------------------------------------------------
+
+
+def up() -> None:
+    started = time.monotonic()
+    STATE.mkdir(exist_ok=True, mode=0o700)
+    check_subnet_is_ours()
+    ensure_nspawn_tmpfs()
+    image = ensure_image()
+    passwords = ensure_secrets()
+    ensure_bridge()
+    ensure_apt_proxy()
+    running = nspawn_pids()
+    for node in NODES:
+        ensure_netns(node)
+    known_hosts = []
+    for node in HOSTS:
+        rootfs = ensure_rootfs(node, image)
+        known_hosts += known_hosts_lines(node)
+        if node.name in running:
+            log(f"{node.name}: already running")
+        else:
+            log(f"{node.name}: booting at {node.address}")
+            boot(node, rootfs)
+    (STATE / "ssh/known_hosts").write_text("\n".join(known_hosts) + "\n")
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    for node in HOSTS:
+        wait_for_ssh(node, deadline)
+        state = ssh(node, "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
+        log(f"{node.name}: SSH answers, systemd says {state}")
+    write_env(passwords)
+    log(f"up in {time.monotonic() - started:.1f} s")
+
+
+def stop_hosts() -> None:
+    pids = nspawn_pids()
+    for pid in pids.values():
+        os.kill(pid, signal.SIGTERM)  # nspawn shuts the host's systemd down cleanly
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while nspawn_pids() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for pid in nspawn_pids().values():
+        os.kill(pid, signal.SIGKILL)
+
+
+def lab_mounts() -> list[str]:
+    """Mount points a lab made: its data disks, anywhere a checkout put its .lab/ folder."""
+    mounts = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mountpoint = line.split()[1].replace("\\040", " ")
+        if "/.lab/mnt/" in mountpoint:
+            mounts.append(mountpoint)
+    return mounts
+
+
+def lab_loop_devices() -> list[str]:
+    out = run("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE", capture=True).stdout
+    return [line.split()[0] for line in out.splitlines() if "/.lab/disks/" in line]
+
+
+def lab_links() -> list[str]:
+    out = run("ip", "-o", "link", "show", capture=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+    return [n for n in names if n.startswith(topology.VETH_PREFIX) or n == topology.BRIDGE]
+
+
+def lab_netns() -> list[str]:
+    out = run("ip", "netns", "list", capture=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(topology.NETNS_PREFIX)]
+
+
+def down() -> None:
+    stop_hosts()
+    for pid in proxy_pids():
+        os.kill(pid, signal.SIGTERM)
+    for mountpoint in reversed(lab_mounts()):
+        run("umount", mountpoint)
+    for device in lab_loop_devices():
+        run("losetup", "--detach", device)
+    for link in lab_links():
+        run("ip", "link", "del", link, check=False)  # deleting one end of a veth removes both
+    for netns in lab_netns():
+        run("ip", "netns", "del", netns)
+    if os.path.ismount(NSPAWN_RUN) and not nspawn_pids():
+        run("umount", NSPAWN_RUN, check=False)
+    shutil.rmtree(STATE, ignore_errors=True)
+    log("down: no host, namespace, veth, mount or loop device of the lab is left")
+
+
+def status() -> None:
+    print(f"hosts running: {', '.join(sorted(nspawn_pids())) or 'none'}")
+    print(f"namespaces:    {', '.join(lab_netns()) or 'none'}")
+    print(f"links:         {', '.join(lab_links()) or 'none'}")
+    print(f"mounts:        {', '.join(lab_mounts()) or 'none'}")
+    print(f"apt proxy:     {'running' if proxy_pids() else 'stopped'}")
+
+
+def info() -> None:
+    print(f"""
+The lab is running. Settings and generated passwords: .lab/env (root only).
+  ssh to a host:       ssh -i .lab/ssh/id_ed25519 -o UserKnownHostsFile=.lab/ssh/known_hosts \\
+                         root@{topology.node("redis-1").address}
+  Redis as the app:    set -a; . .lab/env; ip netns exec "$LAB_CLIENT_NETNS" \\
+                         env REDISCLI_AUTH="$REDIS_APP_PASSWORD" \\
+                         redis-cli -h "$REDIS_HOST" --user "$REDIS_APP_USER" PING
+  converge again:      .venv/bin/ansible-playbook -i inventories/lab ansible/site.yml
+  verify:              .venv/bin/pytest tests/verify --hosts=ansible://all --ansible-inventory=inventories/lab
+  remove it all:       make lab-down""")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m lab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("command", choices=("up", "down", "status", "info"))
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("lab: must run as root (namespaces, mounts and systemd-nspawn need it)")
+    {"up": up, "down": down, "status": status, "info": info}[args.command]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""What the lab is made of: its subnet, hosts and client namespaces.
+
+inventories/lab/ names the same hosts and addresses; tests/unit/test_lab_topology.py keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+SUBNET = ipaddress.ip_network("10.213.37.0/24")
+GATEWAY = "10.213.37.1"  # the machine's end of the lab bridge; the apt proxy listens here
+BRIDGE = "srlab0"
+NETNS_PREFIX = "srlab-"
+VETH_PREFIX = "srl-"
+APT_PROXY_PORT = 3142
+# The only upstream the hosts may reach, through the proxy: Debian's package registry.
+APT_UPSTREAM_HOSTS = ("deb.debian.org",)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A network namespace on the lab bridge, with or without a booted host in it."""
+
+    name: str
+    address: str
+    boots: bool = False
+    data_mount: str | None = None  # where the host's separate data file system is mounted
+    data_size_mib: int = 1024
+
+    @property
+    def netns(self) -> str:
+        return NETNS_PREFIX + self.name
+
+    @property
+    def veth(self) -> str:
+        return VETH_PREFIX + self.name
+
+
+NODES = (
+    Node("redis-1", "10.213.37.11", boots=True, data_mount="/srv/redis"),
+    Node("monitor-1", "10.213.37.21", boots=True),
+    Node("client", "10.213.37.51"),  # in the Redis allow-list
+    Node("outsider", "10.213.37.61"),  # not in any allow-list
+)
+
+HOSTS = tuple(node for node in NODES if node.boots)
+
+
+def node(name: str) -> Node:
+    return next(n for n in NODES if n.name == name)

@@ -1,0 +1,134 @@
+"""Lab integration tests: they run against the lab that `make lab` booted and converged (see .lab/env)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ENV_FILE = REPO / ".lab" / "env"
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s+: ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)"
+)
+
+
+def read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+@pytest.fixture(scope="session")
+def lab() -> dict[str, str]:
+    if not ENV_FILE.exists():
+        pytest.fail(f"{ENV_FILE} is missing: run `make lab` first")
+    return read_env(ENV_FILE)
+
+
+@dataclass
+class RedisClient:
+    """redis-cli run inside one of the lab's client namespaces, as one ACL user (or none)."""
+
+    netns: str
+    host: str
+    port: str
+
+    def __call__(
+        self, *args: str, user: str | None = None, password: str | None = None, timeout: float = 10
+    ) -> subprocess.CompletedProcess:
+        cmd = ["ip", "netns", "exec", self.netns, "redis-cli", "-h", self.host, "-p", self.port]
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        if user:
+            cmd += ["--user", user]
+            env["REDISCLI_AUTH"] = password or ""
+        return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def client(lab) -> RedisClient:
+    return RedisClient(lab["LAB_CLIENT_NETNS"], lab["REDIS_HOST"], lab["REDIS_PORT"])
+
+
+@pytest.fixture(scope="session")
+def outsider(lab) -> RedisClient:
+    return RedisClient(lab["LAB_OUTSIDER_NETNS"], lab["REDIS_HOST"], lab["REDIS_PORT"])
+
+
+@pytest.fixture(scope="session")
+def app(lab, client):
+    """redis-cli from the allowed client, as the application user."""
+    return lambda *args: client(*args, user=lab["REDIS_APP_USER"], password=lab["REDIS_APP_PASSWORD"])
+
+
+@pytest.fixture(scope="session")
+def on_redis_host(lab):
+    """Run a shell command on redis-1 over SSH, as root."""
+
+    def run(command: str, check: bool = True) -> subprocess.CompletedProcess:
+        ssh = [
+            "ssh",
+            "-i",
+            lab["LAB_SSH_KEY"],
+            "-o",
+            f"UserKnownHostsFile={lab['LAB_KNOWN_HOSTS']}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"root@{lab['REDIS_HOST']}",
+            command,
+        ]
+        result = subprocess.run(ssh, capture_output=True, text=True, timeout=60, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{command!r} failed on redis-1: {result.stderr}")
+        return result
+
+    return run
+
+
+@dataclass
+class Converge:
+    returncode: int
+    output: str
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        found = {}
+        for line in self.output.splitlines():
+            if match := RECAP.match(line):
+                found[match["host"]] = {k: int(v) for k, v in match.groupdict().items() if k != "host"}
+        return found
+
+
+@pytest.fixture(scope="session")
+def converge(lab):
+    """Run the site playbook against the lab, with optional extra arguments."""
+
+    def run(*extra: str) -> Converge:
+        cmd = ["ansible-playbook", "-i", lab["LAB_INVENTORY"], "ansible/site.yml", *extra]
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+        return Converge(result.returncode, result.stdout + result.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tcp_probe():
+    return probe_tcp
+
+
+def probe_tcp(netns: str, address: str, port: int) -> str:
+    """Try a TCP connection from inside a namespace: 'open', 'refused' or 'timeout'."""
+    probe = (
+        "import socket, sys\n"
+        "try:\n"
+        f"    socket.create_connection(({address!r}, {port}), timeout=3).close(); print('open')\n"
+        "except ConnectionRefusedError:\n    print('refused')\n"
+        "except TimeoutError:\n    print('timeout')\n"
+    )
+    result = subprocess.run(
+        ["ip", "netns", "exec", netns, "python3", "-c", probe], capture_output=True, text=True, timeout=20, check=False
+    )
+    return result.stdout.strip() or result.stderr.strip()

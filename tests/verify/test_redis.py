@@ -1,0 +1,120 @@
+"""A Redis host, as the redis role leaves it."""
+
+import ipaddress
+import shlex
+
+import pytest
+
+GROUP = "redis"
+CONFIG = "/etc/redis/redis.conf"
+ACL_FILE = "/etc/redis/users.acl"
+ADMIN_ENV = "/etc/redis/admin.env"
+
+
+def config_values(host, directive: str) -> list[str]:
+    """Every value line of a directive in redis.conf (a directive may repeat, like `save`)."""
+    with host.sudo():
+        lines = host.file(CONFIG).content_string.splitlines()
+    return [line.split(None, 1)[1] if " " in line else "" for line in lines if line.split(None, 1)[:1] == [directive]]
+
+
+def admin_cli(host, *args: str) -> str:
+    """redis-cli on the host as the admin user, whose credentials stay in the root-only env file."""
+    port = config_values(host, "port")[0]
+    command = f'set -a; . {ADMIN_ENV}; redis-cli -h 127.0.0.1 -p {port} --user "$REDIS_ADMIN_USER" ' + shlex.join(args)
+    with host.sudo():
+        return host.check_output(f"sh -c {shlex.quote(command)}")
+
+
+def private_addresses(host) -> set[str]:
+    out = host.check_output("ip -o -4 addr show scope global")
+    return {line.split()[3].split("/")[0] for line in out.splitlines()}
+
+
+def test_service_is_enabled_and_running(host):
+    service = host.service("redis-server")
+    assert service.is_enabled
+    assert service.is_running
+
+
+def test_listens_on_loopback_and_private_address_only(host):
+    port = int(config_values(host, "port")[0])
+    listening = {
+        s.split("//")[1].rsplit(":", 1)[0].strip("[]")
+        for s in host.socket.get_listening_sockets()
+        if s.startswith("tcp://") and s.endswith(f":{port}")
+    }
+    private = private_addresses(host)
+    assert "127.0.0.1" in listening
+    assert listening & private, f"not listening on a private address ({private}): {listening}"
+    assert listening <= private | {"127.0.0.1", "::1"}, (
+        f"listening beyond loopback and the private address: {listening}"
+    )
+    assert all(ipaddress.ip_address(a).is_private for a in listening)
+
+
+@pytest.mark.parametrize(
+    "path, owner, group, mode",
+    [
+        (CONFIG, "root", "redis", 0o640),
+        (ACL_FILE, "root", "redis", 0o640),
+        (ADMIN_ENV, "root", "root", 0o600),
+    ],
+)
+def test_config_and_secret_files_are_not_world_readable(host, path, owner, group, mode):
+    with host.sudo():
+        f = host.file(path)
+        assert f.is_file
+        assert (f.user, f.group, f.mode) == (owner, group, mode)
+
+
+def test_acl_file_holds_no_plaintext_password(host):
+    with host.sudo():
+        acl = host.file(ACL_FILE).content_string
+    assert ">" not in acl, "a password in clear text (>password) in the ACL file"
+
+
+def test_protected_mode_is_on(host):
+    assert admin_cli(host, "CONFIG", "GET", "protected-mode").split() == ["protected-mode", "yes"]
+
+
+def test_default_user_is_off_and_named_users_exist(host):
+    users = {line.split()[1]: line.split() for line in admin_cli(host, "ACL", "LIST").splitlines()}
+    assert "off" in users["default"]
+    named = {name for name, rule in users.items() if name != "default" and "on" in rule}
+    assert len(named) >= 3, f"expected admin, application and monitoring users, got {sorted(named)}"
+
+
+def test_unauthenticated_client_is_refused(host):
+    port = config_values(host, "port")[0]
+    assert "NOAUTH" in host.run(f"redis-cli -h 127.0.0.1 -p {port} GET anything").stdout
+
+
+def test_data_directory_is_its_own_mount_point_owned_by_redis(host):
+    data_dir = config_values(host, "dir")[0].strip('"')
+    assert host.mount_point(data_dir).exists
+    with host.sudo():
+        d = host.file(data_dir)
+        assert (d.user, d.group, d.mode) == ("redis", "redis", 0o750)
+
+
+def test_persistence_is_on(host):
+    assert admin_cli(host, "CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
+    assert config_values(host, "save"), "no save line: RDB is neither configured nor explicitly off"
+
+
+def test_service_waits_for_the_data_mount(host):
+    data_dir = config_values(host, "dir")[0].strip('"')
+    requires = host.check_output("systemctl show --property=RequiresMountsFor --value redis-server")
+    assert data_dir in requires.split()
+
+
+def test_maxmemory_is_set(host):
+    assert int(admin_cli(host, "CONFIG", "GET", "maxmemory").split()[1]) > 0
+
+
+def test_firewall_guards_the_redis_port(host):
+    port = config_values(host, "port")[0]
+    with host.sudo():
+        ruleset = host.check_output("nft list ruleset")
+    assert f"tcp dport {port}" in ruleset and "drop" in ruleset
