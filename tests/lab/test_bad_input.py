@@ -31,7 +31,8 @@ def test_bad_variable_fails_before_any_change(converge, on_redis_host, tmp_path,
     result = converge("--limit", "redis", "--extra-vars", f"@{extra_vars}")
 
     assert result.returncode != 0, result.output[-2000:]
-    assert variable in result.output
+    assert "FAILED!" in result.output
+    assert variable in result.output[result.output.index("FAILED!") :], "the failure does not name the variable"
     assert result.recap()["redis-1"]["changed"] == 0
     if "password" in variable:
         assert value not in result.output

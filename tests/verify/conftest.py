@@ -7,6 +7,8 @@ the lab's files, so that they mean the same on the real hosts. Each test module 
 group it is about; on hosts outside that group its tests are skipped.
 """
 
+import contextlib
+
 import pytest
 
 
@@ -20,3 +22,10 @@ def only_for_its_group(request, groups):
     group = getattr(request.module, "GROUP", None)
     if group and group not in groups:
         pytest.skip(f"not in group {group}")
+
+
+@pytest.fixture(scope="module")
+def as_root(host):
+    """A context in which commands run as root: sudo where the connection user is not root (the lab has no sudo)."""
+    is_root = host.check_output("id -u") == "0"
+    return contextlib.nullcontext if is_root else host.sudo

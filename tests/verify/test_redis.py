@@ -11,18 +11,18 @@ ACL_FILE = "/etc/redis/users.acl"
 ADMIN_ENV = "/etc/redis/admin.env"
 
 
-def config_values(host, directive: str) -> list[str]:
+def config_values(host, as_root, directive: str) -> list[str]:
     """Every value line of a directive in redis.conf (a directive may repeat, like `save`)."""
-    with host.sudo():
+    with as_root():
         lines = host.file(CONFIG).content_string.splitlines()
     return [line.split(None, 1)[1] if " " in line else "" for line in lines if line.split(None, 1)[:1] == [directive]]
 
 
-def admin_cli(host, *args: str) -> str:
+def admin_cli(host, as_root, *args: str) -> str:
     """redis-cli on the host as the admin user, whose credentials stay in the root-only env file."""
-    port = config_values(host, "port")[0]
+    port = config_values(host, as_root, "port")[0]
     command = f'set -a; . {ADMIN_ENV}; redis-cli -h 127.0.0.1 -p {port} --user "$REDIS_ADMIN_USER" ' + shlex.join(args)
-    with host.sudo():
+    with as_root():
         return host.check_output(f"sh -c {shlex.quote(command)}")
 
 
@@ -37,8 +37,8 @@ def test_service_is_enabled_and_running(host):
     assert service.is_running
 
 
-def test_listens_on_loopback_and_private_address_only(host):
-    port = int(config_values(host, "port")[0])
+def test_listens_on_loopback_and_private_address_only(host, as_root):
+    port = int(config_values(host, as_root, "port")[0])
     listening = {
         s.split("//")[1].rsplit(":", 1)[0].strip("[]")
         for s in host.socket.get_listening_sockets()
@@ -61,60 +61,60 @@ def test_listens_on_loopback_and_private_address_only(host):
         (ADMIN_ENV, "root", "root", 0o600),
     ],
 )
-def test_config_and_secret_files_are_not_world_readable(host, path, owner, group, mode):
-    with host.sudo():
+def test_config_and_secret_files_are_not_world_readable(host, as_root, path, owner, group, mode):
+    with as_root():
         f = host.file(path)
         assert f.is_file
         assert (f.user, f.group, f.mode) == (owner, group, mode)
 
 
-def test_acl_file_holds_no_plaintext_password(host):
-    with host.sudo():
+def test_acl_file_holds_no_plaintext_password(host, as_root):
+    with as_root():
         acl = host.file(ACL_FILE).content_string
     assert ">" not in acl, "a password in clear text (>password) in the ACL file"
 
 
-def test_protected_mode_is_on(host):
-    assert admin_cli(host, "CONFIG", "GET", "protected-mode").split() == ["protected-mode", "yes"]
+def test_protected_mode_is_on(host, as_root):
+    assert admin_cli(host, as_root, "CONFIG", "GET", "protected-mode").split() == ["protected-mode", "yes"]
 
 
-def test_default_user_is_off_and_named_users_exist(host):
-    users = {line.split()[1]: line.split() for line in admin_cli(host, "ACL", "LIST").splitlines()}
+def test_default_user_is_off_and_named_users_exist(host, as_root):
+    users = {line.split()[1]: line.split() for line in admin_cli(host, as_root, "ACL", "LIST").splitlines()}
     assert "off" in users["default"]
     named = {name for name, rule in users.items() if name != "default" and "on" in rule}
     assert len(named) >= 3, f"expected admin, application and monitoring users, got {sorted(named)}"
 
 
-def test_unauthenticated_client_is_refused(host):
-    port = config_values(host, "port")[0]
+def test_unauthenticated_client_is_refused(host, as_root):
+    port = config_values(host, as_root, "port")[0]
     assert "NOAUTH" in host.run(f"redis-cli -h 127.0.0.1 -p {port} GET anything").stdout
 
 
-def test_data_directory_is_its_own_mount_point_owned_by_redis(host):
-    data_dir = config_values(host, "dir")[0].strip('"')
+def test_data_directory_is_its_own_mount_point_owned_by_redis(host, as_root):
+    data_dir = config_values(host, as_root, "dir")[0].strip('"')
     assert host.mount_point(data_dir).exists
-    with host.sudo():
+    with as_root():
         d = host.file(data_dir)
         assert (d.user, d.group, d.mode) == ("redis", "redis", 0o750)
 
 
-def test_persistence_is_on(host):
-    assert admin_cli(host, "CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
-    assert config_values(host, "save"), "no save line: RDB is neither configured nor explicitly off"
+def test_persistence_is_on(host, as_root):
+    assert admin_cli(host, as_root, "CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
+    assert config_values(host, as_root, "save"), "no save line: RDB is neither configured nor explicitly off"
 
 
-def test_service_waits_for_the_data_mount(host):
-    data_dir = config_values(host, "dir")[0].strip('"')
+def test_service_waits_for_the_data_mount(host, as_root):
+    data_dir = config_values(host, as_root, "dir")[0].strip('"')
     requires = host.check_output("systemctl show --property=RequiresMountsFor --value redis-server")
     assert data_dir in requires.split()
 
 
-def test_maxmemory_is_set(host):
-    assert int(admin_cli(host, "CONFIG", "GET", "maxmemory").split()[1]) > 0
+def test_maxmemory_is_set(host, as_root):
+    assert int(admin_cli(host, as_root, "CONFIG", "GET", "maxmemory").split()[1]) > 0
 
 
-def test_firewall_guards_the_redis_port(host):
-    port = config_values(host, "port")[0]
-    with host.sudo():
+def test_firewall_guards_the_redis_port(host, as_root):
+    port = config_values(host, as_root, "port")[0]
+    with as_root():
         ruleset = host.check_output("nft list ruleset")
     assert f"tcp dport {port}" in ruleset and "drop" in ruleset
