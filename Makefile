@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 HOST_PACKAGES := debootstrap systemd-container e2fsprogs openssh-client iproute2 redis-tools
 LAB_INVENTORY := inventories/lab
 
-.PHONY: lab lab-up converge verify lab-down test unit lab-test lint host-packages
+.PHONY: lab lab-up converge verify bench lab-down test unit lab-test lint host-packages
 
 lab: lab-up converge verify ## boot the lab, configure it, verify it, and leave it running
 	@python3 -m lab info
@@ -21,6 +21,9 @@ converge: $(VENV)/.installed
 
 verify: $(VENV)/.installed
 	pytest tests/verify --hosts=ansible://all --ansible-inventory=$(LAB_INVENTORY)
+
+bench: ## throughput of the role's Redis against Debian's stock config, on a running lab
+	python3 -m lab.bench
 
 lab-down: ## remove every host, namespace, veth, mount and loop device a lab made (even a killed one)
 	python3 -m lab down
