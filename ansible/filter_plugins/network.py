@@ -4,6 +4,7 @@ Pure Python (``ipaddress`` only): the unit tests import this file without Ansibl
 
     {{ redis_allowed_cidrs | invalid_cidrs }}                        -> entries to reject
     {{ sources | invalid_cidrs(allow_addresses=true) }}              -> same, plain addresses allowed
+    {{ redis_bind_addresses | invalid_bind_addresses }}              -> non-addresses and wildcards
     {{ sources | cidrs_of_family(4) }}                               -> ['10.0.0.0/24', '10.0.1.5/32']
 """
 
@@ -61,6 +62,27 @@ def invalid_cidrs(entries, allow_addresses=False):
     return bad
 
 
+def invalid_bind_addresses(entries):
+    """Return the entries that Redis must not be told to bind to, in their original order.
+
+    Valid: a single IP address, optionally with Redis' '-' prefix (bind if it exists). Invalid: anything
+    else, and every spelling of a wildcard ('0.0.0.0', '::', '0:0::0', '-::0', '*'), which would make
+    Redis listen on every interface.
+    """
+    if isinstance(entries, (str, bytes)) or not hasattr(entries, "__iter__"):
+        raise AnsibleFilterError(f"invalid_bind_addresses expects a list, got {entries!r}")
+    bad = []
+    for entry in entries:
+        try:
+            address = ipaddress.ip_address(str(entry).removeprefix("-"))
+        except ValueError:
+            bad.append(entry)
+            continue
+        if address.is_unspecified:
+            bad.append(entry)
+    return bad
+
+
 def cidrs_of_family(entries, family):
     """Return the entries of IP version ``family`` (4 or 6), normalised to CIDR strings.
 
@@ -95,5 +117,6 @@ class FilterModule:
     def filters(self):
         return {
             "invalid_cidrs": invalid_cidrs,
+            "invalid_bind_addresses": invalid_bind_addresses,
             "cidrs_of_family": cidrs_of_family,
         }

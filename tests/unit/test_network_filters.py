@@ -111,3 +111,16 @@ def test_works_without_ansible(monkeypatch):
     assert standalone.invalid_cidrs(["10.0.0.5"]) == ["10.0.0.5"]
     with pytest.raises(ValueError):
         standalone.cidrs_of_family(["foo"], 4)
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1", "10.0.0.5", "-10.0.0.5", "::1", "-::1", "fd00::5"])
+def test_invalid_bind_addresses_accepts_single_addresses(entry):
+    assert network.invalid_bind_addresses([entry]) == []
+
+
+WILDCARDS = ["0.0.0.0", "-0.0.0.0", "::", "-::", "::0", "0:0::0", "*"]  # noqa: S104 (what must be refused)
+
+
+@pytest.mark.parametrize("entry", [*WILDCARDS, "dead", "1.2.3", "10.0.0.0/24", "", 42])
+def test_invalid_bind_addresses_rejects_wildcards_and_non_addresses(entry):
+    assert network.invalid_bind_addresses(["127.0.0.1", entry]) == [entry]
