@@ -4,12 +4,15 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-HOST_PACKAGES := debootstrap systemd-container e2fsprogs openssh-client iproute2 redis-tools
+HOST_PACKAGES := python3-venv debootstrap systemd-container e2fsprogs mount openssh-client iproute2 redis-tools
 LAB_INVENTORY := inventories/lab
 
 .PHONY: lab lab-up converge verify bench lab-down test unit lab-test lint host-packages
 
-lab: lab-up converge verify ## boot the lab, configure it, verify it, and leave it running
+lab: ## boot the lab, configure it, verify it, and leave it running
+	$(MAKE) --no-print-directory lab-up
+	$(MAKE) --no-print-directory converge
+	$(MAKE) --no-print-directory verify
 	@python3 -m lab info
 
 lab-up: host-packages $(VENV)/.installed
@@ -28,15 +31,17 @@ bench: ## throughput of the role's Redis against Debian's stock config, on a run
 lab-down: ## remove every host, namespace, veth, mount and loop device a lab made (even a killed one)
 	python3 -m lab down
 
-test: lint unit lab-test ## the whole suite; the lab it makes is removed at the end, pass or fail
+test: ## the whole suite; the lab it makes is removed at the end, pass or fail
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory lab-test
 
 unit: $(VENV)/.installed
 	pytest tests/unit
 
 lab-test: host-packages $(VENV)/.installed
 	python3 -m lab down
-	status=0; { $(MAKE) --no-print-directory lab && pytest tests/lab; } || status=$$?; \
-	  python3 -m lab down; exit $$status
+	trap 'python3 -m lab down' EXIT; $(MAKE) --no-print-directory lab; pytest tests/lab
 
 lint: $(VENV)/.installed
 	ruff check .
@@ -48,7 +53,7 @@ host-packages:
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt | host-packages
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt

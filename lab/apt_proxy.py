@@ -31,6 +31,13 @@ def upstream_target(url: str, allowed_hosts: tuple[str, ...]) -> tuple[str, str]
     return parts.hostname, path + (f"?{parts.query}" if parts.query else "")
 
 
+def upstream_headers(client_headers, host: str) -> dict[str, str]:
+    """The client's end-to-end headers, with Host forced to the allowed host: a CDN routes plain HTTP by Host,
+    so a client's own Host header would reach any site behind the same CDN."""
+    headers = {k: v for k, v in client_headers if k.lower() not in HOP_BY_HOP and k.lower() != "host"}
+    return {**headers, "Host": host, "Connection": "close"}
+
+
 def cache_key(host: str, path: str) -> str | None:
     """The cache file name for a response worth caching (.deb packages only), else None."""
     if not path.endswith(".deb") or "?" in path:
@@ -65,9 +72,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             return
         conn = http.client.HTTPConnection(host, 80, timeout=UPSTREAM_TIMEOUT_S)
         try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-            headers["Connection"] = "close"
-            conn.request(self.command, path, headers=headers)
+            conn.request(self.command, path, headers=upstream_headers(self.headers.items(), host))
             response = conn.getresponse()
             self.send_response(response.status, response.reason)
             for name, value in response.getheaders():

@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import argparse
 import re
+import secrets
 import statistics
 import subprocess
 
-from lab.__main__ import STATE, ssh
+from lab.control import read_env, ssh
 from lab.topology import node
 
 STOCK_PORT = 6380  # not guarded by the Redis table of the host firewall, which covers the role's port only
 STOCK_DIR = "/var/lib/redis-stock-bench"  # on the lab host, removed afterwards
 RESULT = re.compile(r"^(SET|GET): ([0-9.]+) requests per second", re.MULTILINE)
-
-
-def read_env() -> dict[str, str]:
-    return dict(line.split("=", 1) for line in (STATE / "env").read_text().splitlines() if "=" in line)
 
 
 def benchmark(netns: str, host: str, port: int, auth: list[str]) -> dict[str, float]:
@@ -36,6 +33,24 @@ def benchmark(netns: str, host: str, port: int, auth: list[str]) -> dict[str, fl
     if set(found) != {"SET", "GET"}:
         raise SystemExit(f"bench: unexpected redis-benchmark output: {out[-500:]}")
     return found
+
+
+def admin_cli(env: dict[str, str], *args: str) -> str:
+    target = ["-h", env["REDIS_HOST"], "-p", env["REDIS_PORT"], "--user", env["REDIS_ADMIN_USER"]]
+    cmd = ["ip", "netns", "exec", env["LAB_CLIENT_NETNS"], "redis-cli", *target, *args]
+    environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "REDISCLI_AUTH": env["REDIS_ADMIN_PASSWORD"]}
+    return subprocess.run(cmd, env=environment, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def bench_user_like_app(env: dict[str, str]) -> tuple[str, str]:
+    """A throwaway user with the app user's permissions: redis-benchmark takes its password only as -a, which any
+    local user can read in /proc while it runs, so that password must not be one that outlives the benchmark."""
+    app_rules = next(line.split()[2:] for line in admin_cli(env, "ACL", "LIST").splitlines()
+                     if line.split()[1] == env["REDIS_APP_USER"])  # fmt: skip
+    rules = [rule for rule in app_rules if rule[0] not in "#>"]  # its password hashes
+    user, password = f"bench-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
+    admin_cli(env, "ACL", "SETUSER", user, "reset", *rules, f">{password}")
+    return user, password
 
 
 def start_stock(redis_host) -> None:
@@ -66,8 +81,8 @@ def main() -> None:
     env = read_env()
     redis_host = node("redis-1")
     netns, port = env["LAB_CLIENT_NETNS"], int(env["REDIS_PORT"])
-    # redis-benchmark takes no password from the environment; -a puts the lab's own app password on its command line.
-    app_auth = ["--user", env["REDIS_APP_USER"], "-a", env["REDIS_APP_PASSWORD"]]
+    user, password = bench_user_like_app(env)
+    app_auth = ["--user", user, "-a", password]
     runs: dict[str, list[dict[str, float]]] = {"role": [], "stock": []}
     start_stock(redis_host)
     try:
@@ -76,6 +91,7 @@ def main() -> None:
             runs["stock"].append(benchmark(netns, redis_host.address, STOCK_PORT, []))
     finally:
         stop_stock(redis_host)
+        admin_cli(env, "ACL", "DELUSER", user)
     median = {
         config: {test: statistics.median(run[test] for run in results) for test in ("SET", "GET")}
         for config, results in runs.items()

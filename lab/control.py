@@ -11,6 +11,7 @@ Must run as root, from the repository's root. See ../shared/notes/lab-hosts.md f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -36,7 +37,8 @@ SUITE = "bookworm"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2", "procps")
 # Bump when the image's customisation below changes, so that the cached image is rebuilt.
 IMAGE_RECIPE = 1
-PROXY_MARKER = "lab/apt_proxy.py"
+PROXY_SCRIPT = "lab/apt_proxy.py"
+DATA_DISK_PREFIX = "srlab-data-"  # names the lab's disk images and their mount points, whatever the checkout's path
 SECRETS = ("redis_admin_password", "redis_app_password", "redis_monitor_password")
 BOOT_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 30
@@ -147,8 +149,8 @@ def ensure_rootfs(node: Node, image: Path) -> Path:
 
 def ensure_data_disk(node: Node) -> Path:
     """A disk image with its own ext4 file system, mounted on the machine and bound into the host."""
-    image = STATE / "disks" / f"{node.name}-data.img"
-    mountpoint = STATE / "mnt" / f"{node.name}-data"
+    image = STATE / "disks" / f"{DATA_DISK_PREFIX}{node.name}.img"
+    mountpoint = STATE / "mnt" / f"{DATA_DISK_PREFIX}{node.name}"
     if not image.exists():
         image.parent.mkdir(parents=True, exist_ok=True)
         with image.open("wb") as handle:
@@ -165,22 +167,30 @@ def known_hosts_lines(node: Node) -> list[str]:
     return [f"{node.address} {' '.join(key.read_text().split()[:2])}" for key in keys]
 
 
-def nspawn_pids() -> dict[str, int]:
-    """Every running systemd-nspawn of a lab (this checkout's or another's), by machine name."""
+def processes() -> dict[int, list[str]]:
+    """argv of every process, by pid."""
     found = {}
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not argv or not argv[0].endswith(b"systemd-nspawn"):
-            continue
-        args = [a.decode(errors="replace") for a in argv]
-        if any(a.startswith(f"--network-namespace-path=/run/netns/{topology.NETNS_PREFIX}") for a in args):
-            machine = next((a.removeprefix("--machine=") for a in args if a.startswith("--machine=")), "?")
-            found[machine] = int(proc.name)
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            except OSError:
+                continue
+            found[int(proc.name)] = [a.decode(errors="replace") for a in argv]
+    return found
+
+
+def option(argv: list[str], name: str) -> str | None:
+    return next((a.removeprefix(f"{name}=") for a in argv if a.startswith(f"{name}=")), None)
+
+
+def nspawn_hosts() -> dict[str, tuple[int, str]]:
+    """Every running host of a lab (this checkout's or another's): machine name -> (pid, root directory)."""
+    found = {}
+    for pid, argv in processes().items():
+        netns = option(argv, "--network-namespace-path") or ""
+        if argv[0].endswith("systemd-nspawn") and netns.startswith(f"/run/netns/{topology.NETNS_PREFIX}"):
+            found[option(argv, "--machine") or "?"] = (pid, option(argv, "--directory") or "?")
     return found
 
 
@@ -213,24 +223,21 @@ def wait_for_ssh(node: Node, deadline: float) -> None:
     raise SystemExit(f"lab: {node.name} did not answer SSH within {BOOT_TIMEOUT_S} s; see {host_dir(node)}/console.log")
 
 
-def ssh(node: Node, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(
+def ssh_command(node: Node) -> list[str]:
+    """ssh as root to a lab host, with the lab's key, checking the host's own key."""
+    options = {"UserKnownHostsFile": STATE / "ssh/known_hosts", "StrictHostKeyChecking": "yes",
+               "IdentitiesOnly": "yes", "BatchMode": "yes", "ConnectTimeout": "10"}  # fmt: skip
+    return [
         "ssh",
         "-i",
-        ssh_key(),
-        "-o",
-        f"UserKnownHostsFile={STATE / 'ssh/known_hosts'}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
+        str(ssh_key()),
+        *(f"-o{key}={value}" for key, value in options.items()),
         f"root@{node.address}",
-        *command,
-        check=check,
-        capture=True,
-    )
+    ]
+
+
+def ssh(node: Node, *command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*ssh_command(node), *command], check=check, text=True, capture_output=True, timeout=timeout)
 
 
 # --- network --------------------------------------------------------------------------------------------------
@@ -256,6 +263,9 @@ def ensure_bridge() -> None:
     if not link_exists(topology.BRIDGE):
         run("ip", "link", "add", topology.BRIDGE, "type", "bridge")
         run("ip", "addr", "add", f"{topology.GATEWAY}/{topology.SUBNET.prefixlen}", "dev", topology.BRIDGE)
+    # Nothing that arrives on the bridge is forwarded off it, even if a host adds a route or ip_forward is on.
+    Path(f"/proc/sys/net/ipv4/conf/{topology.BRIDGE}/forwarding").write_text("0\n")
+    Path(f"/proc/sys/net/ipv6/conf/{topology.BRIDGE}/disable_ipv6").write_text("1\n")
     run("ip", "link", "set", topology.BRIDGE, "up")
 
 
@@ -272,15 +282,12 @@ def ensure_netns(node: Node) -> None:
 
 
 def proxy_pids() -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if PROXY_MARKER.encode() in (proc / "cmdline").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                continue
-    return pids
+    """The lab's apt proxy, of this checkout or another: a python running .../lab/apt_proxy.py --listen <gateway>."""
+    listen = f"{topology.GATEWAY}:{topology.APT_PROXY_PORT}"
+    return [
+        pid for pid, argv in processes().items()
+        if len(argv) > 1 and argv[1].endswith(PROXY_SCRIPT) and option(argv, "--listen") == listen
+    ]  # fmt: skip
 
 
 def ensure_apt_proxy() -> None:
@@ -288,9 +295,8 @@ def ensure_apt_proxy() -> None:
         return
     cmd = [
         sys.executable,
-        str(REPO / PROXY_MARKER),
-        "--listen",
-        f"{topology.GATEWAY}:{topology.APT_PROXY_PORT}",
+        str(REPO / PROXY_SCRIPT),
+        f"--listen={topology.GATEWAY}:{topology.APT_PROXY_PORT}",
         "--cache-dir",
         str(CACHE / "debs"),
     ]
@@ -320,6 +326,11 @@ def ensure_secrets() -> dict[str, str]:
     return values
 
 
+def read_env() -> dict[str, str]:
+    """.lab/env, as written by write_env."""
+    return dict(line.split("=", 1) for line in (STATE / "env").read_text().splitlines() if "=" in line)
+
+
 def write_env(passwords: dict[str, str]) -> None:
     redis = topology.node("redis-1")
     env = {
@@ -329,6 +340,7 @@ def write_env(passwords: dict[str, str]) -> None:
         "REDIS_APP_PASSWORD": passwords["redis_app_password"],
         "REDIS_ADMIN_USER": "admin",
         "REDIS_ADMIN_PASSWORD": passwords["redis_admin_password"],
+        "REDIS_MONITOR_USER": "monitor",
         "LAB_CLIENT_NETNS": topology.node("client").netns,
         "LAB_OUTSIDER_NETNS": topology.node("outsider").netns,
         "LAB_INVENTORY": str(REPO / "inventories/lab"),
@@ -341,18 +353,26 @@ def write_env(passwords: dict[str, str]) -> None:
 # --- commands -------------------------------------------------------------------------------------------------
 
 
+def check_no_foreign_hosts() -> None:
+    """Refuse to adopt hosts that another checkout's lab booted: their keys and disks are not ours."""
+    for name, (_, directory) in nspawn_hosts().items():
+        if directory != str(host_dir(topology.node(name)) / "rootfs"):
+            raise SystemExit(f"lab: {name} runs from {directory}, another checkout's lab; `make lab-down` first")
+
+
 def up() -> None:
     started = time.monotonic()
     STATE.mkdir(exist_ok=True, mode=0o700)
     check_subnet_is_ours()
+    check_no_foreign_hosts()
     ensure_nspawn_tmpfs()
     image = ensure_image()
     passwords = ensure_secrets()
     ensure_bridge()
     ensure_apt_proxy()
-    running = nspawn_pids()
     for node in NODES:
         ensure_netns(node)
+    running = nspawn_hosts()
     known_hosts = []
     for node in HOSTS:
         rootfs = ensure_rootfs(node, image)
@@ -366,36 +386,34 @@ def up() -> None:
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     for node in HOSTS:
         wait_for_ssh(node, deadline)
-        state = ssh(node, "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
+        state = ssh(node, "timeout", "60", "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
+        if state != "running":
+            raise SystemExit(f"lab: {node.name}: systemd says {state!r}, not running; see {host_dir(node)}/console.log")
         log(f"{node.name}: SSH answers, systemd says {state}")
     write_env(passwords)
     log(f"up in {time.monotonic() - started:.1f} s")
 
 
-def stop_hosts() -> None:
-    pids = nspawn_pids()
-    for pid in pids.values():
-        os.kill(pid, signal.SIGTERM)  # nspawn shuts the host's systemd down cleanly
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while nspawn_pids() and time.monotonic() < deadline:
-        time.sleep(0.3)
-    for pid in nspawn_pids().values():
-        os.kill(pid, signal.SIGKILL)
+def stop(pids: list[int]) -> None:
+    """SIGTERM (nspawn then shuts the host's systemd down cleanly), SIGKILL after a while, and wait for them to go."""
+    for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5)):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def lab_mounts() -> list[str]:
-    """Mount points a lab made: its data disks, anywhere a checkout put its .lab/ folder."""
-    mounts = []
-    for line in Path("/proc/mounts").read_text().splitlines():
-        mountpoint = line.split()[1].replace("\\040", " ")
-        if "/.lab/mnt/" in mountpoint:
-            mounts.append(mountpoint)
-    return mounts
+    """Mount points of the lab's data disks, wherever the checkout that made them is."""
+    mountpoints = [line.split()[1].replace("\\040", " ") for line in Path("/proc/mounts").read_text().splitlines()]
+    return [m for m in mountpoints if Path(m).name.startswith(DATA_DISK_PREFIX)]
 
 
 def lab_loop_devices() -> list[str]:
     out = run("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE", capture=True).stdout
-    return [line.split()[0] for line in out.splitlines() if "/.lab/disks/" in line]
+    return [fields[0] for fields in map(str.split, out.splitlines()) if f"/{DATA_DISK_PREFIX}" in fields[-1]]
 
 
 def lab_links() -> list[str]:
@@ -410,25 +428,31 @@ def lab_netns() -> list[str]:
 
 
 def down() -> None:
-    stop_hosts()
-    for pid in proxy_pids():
-        os.kill(pid, signal.SIGTERM)
+    """Remove everything any lab made; keep going past failures, and say at the end what is left."""
+    stop([pid for pid, _ in nspawn_hosts().values()] + proxy_pids())
     for mountpoint in reversed(lab_mounts()):
-        run("umount", mountpoint)
+        if run("umount", mountpoint, check=False).returncode != 0:
+            run("umount", "--lazy", mountpoint, check=False)
     for device in lab_loop_devices():
-        run("losetup", "--detach", device)
+        run("losetup", "--detach", device, check=False)
     for link in lab_links():
         run("ip", "link", "del", link, check=False)  # deleting one end of a veth removes both
     for netns in lab_netns():
-        run("ip", "netns", "del", netns)
-    if os.path.ismount(NSPAWN_RUN) and not nspawn_pids():
+        run("ip", "netns", "del", netns, check=False)
+    if os.path.ismount(NSPAWN_RUN) and not nspawn_hosts():
         run("umount", NSPAWN_RUN, check=False)
     shutil.rmtree(STATE, ignore_errors=True)
+    left = {
+        "hosts": list(nspawn_hosts()), "apt proxy": proxy_pids(), "mounts": lab_mounts(),
+        "loop devices": lab_loop_devices(), "links": lab_links(), "namespaces": lab_netns(),
+    }  # fmt: skip
+    if any(left.values()):
+        raise SystemExit(f"lab: down left these behind: { {k: v for k, v in left.items() if v} }")
     log("down: no host, namespace, veth, mount or loop device of the lab is left")
 
 
 def status() -> None:
-    print(f"hosts running: {', '.join(sorted(nspawn_pids())) or 'none'}")
+    print(f"hosts running: {', '.join(sorted(nspawn_hosts())) or 'none'}")
     print(f"namespaces:    {', '.join(lab_netns()) or 'none'}")
     print(f"links:         {', '.join(lab_links()) or 'none'}")
     print(f"mounts:        {', '.join(lab_mounts()) or 'none'}")

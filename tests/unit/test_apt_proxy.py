@@ -6,7 +6,7 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from lab.apt_proxy import ProxyHandler, cache_key, upstream_target
+from lab.apt_proxy import ProxyHandler, cache_key, upstream_headers, upstream_target
 
 ALLOWED = ("deb.debian.org",)
 
@@ -30,6 +30,11 @@ ALLOWED = ("deb.debian.org",)
 )
 def test_only_plain_http_to_allowed_hosts_is_forwarded(url, expected):
     assert upstream_target(url, ALLOWED) == expected
+
+
+def test_upstream_host_header_is_the_allowed_host_whatever_the_client_sent():
+    sent = [("Host", "www.example.org"), ("HOST", "other.example"), ("Proxy-Connection", "keep-alive"), ("Range", "0-")]
+    assert upstream_headers(sent, "deb.debian.org") == {"Range": "0-", "Host": "deb.debian.org", "Connection": "close"}
 
 
 def test_only_packages_are_cached():
