@@ -5,27 +5,22 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ENV_FILE = REPO / ".lab" / "env"
+from lab import control, topology
+
+REPO = control.REPO
 RECAP = re.compile(
     r"^(?P<host>\S+)\s+: ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)"
 )
 
 
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
-
-
 @pytest.fixture(scope="session")
 def lab() -> dict[str, str]:
-    if not ENV_FILE.exists():
-        pytest.fail(f"{ENV_FILE} is missing: run `make lab` first")
-    return read_env(ENV_FILE)
+    if not (control.STATE / "env").exists():
+        pytest.fail(f"{control.STATE / 'env'} is missing: run `make lab` first")
+    return control.read_env()
 
 
 @dataclass
@@ -64,29 +59,27 @@ def app(lab, client):
 
 
 @pytest.fixture(scope="session")
-def on_redis_host(lab):
-    """Run a shell command on redis-1 over SSH, as root."""
+def admin(lab, client):
+    """redis-cli from the allowed client, as the admin user."""
+    return lambda *args: client(*args, user=lab["REDIS_ADMIN_USER"], password=lab["REDIS_ADMIN_PASSWORD"])
 
-    def run(command: str, check: bool = True) -> subprocess.CompletedProcess:
-        ssh = [
-            "ssh",
-            "-i",
-            lab["LAB_SSH_KEY"],
-            "-o",
-            f"UserKnownHostsFile={lab['LAB_KNOWN_HOSTS']}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            f"root@{lab['REDIS_HOST']}",
-            command,
-        ]
-        result = subprocess.run(ssh, capture_output=True, text=True, timeout=60, check=False)
+
+@pytest.fixture(scope="session")
+def on_host():
+    """Run a shell command on a lab host over SSH, as root."""
+
+    def run(name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = control.ssh(topology.node(name), command, check=False)
         if check and result.returncode != 0:
-            raise AssertionError(f"{command!r} failed on redis-1: {result.stderr}")
+            raise AssertionError(f"{command!r} failed on {name}: {result.stderr}")
         return result
 
     return run
+
+
+@pytest.fixture(scope="session")
+def on_redis_host(on_host):
+    return lambda command, check=True: on_host("redis-1", command, check)
 
 
 @dataclass

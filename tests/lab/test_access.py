@@ -47,30 +47,28 @@ ADMINISTRATION = (
 
 
 @pytest.mark.parametrize("command", ADMINISTRATION, ids=lambda c: " ".join(c[:2]))
-def test_app_user_acl_denies_server_administration(lab, client, command):
+def test_app_user_acl_denies_server_administration(lab, admin, command):
     """ACL DRYRUN asks the ACL itself (DEBUG and MODULE are also switched off in the config, which answers first)."""
-    admin = client(
-        "ACL",
-        "DRYRUN",
-        lab["REDIS_APP_USER"],
-        *command,
-        user=lab["REDIS_ADMIN_USER"],
-        password=lab["REDIS_ADMIN_PASSWORD"],
-    )
-    assert "no permissions" in admin.stdout, admin.stdout + admin.stderr
+    result = admin("ACL", "DRYRUN", lab["REDIS_APP_USER"], *command)
+    assert "no permissions" in result.stdout, result.stdout + result.stderr
 
 
-def test_app_user_acl_allows_ordinary_commands(lab, client):
+def test_app_user_acl_allows_ordinary_commands(lab, admin):
     for command in (["GET", "k"], ["SET", "k", "v"], ["FLUSHDB"], ["INFO"], ["EVAL", "return 1", "0"]):
-        admin = client(
-            "ACL",
-            "DRYRUN",
-            lab["REDIS_APP_USER"],
-            *command,
-            user=lab["REDIS_ADMIN_USER"],
-            password=lab["REDIS_ADMIN_PASSWORD"],
-        )
-        assert admin.stdout.strip() == "OK", (command, admin.stdout)
+        result = admin("ACL", "DRYRUN", lab["REDIS_APP_USER"], *command)
+        assert result.stdout.strip() == "OK", (command, result.stdout)
+
+
+@pytest.mark.parametrize("command", [["GET", "k"], ["SET", "k", "v"], ["KEYS", "*"], ["CONFIG", "SET", "save", ""]])
+def test_monitoring_user_reads_no_keys_and_changes_nothing(lab, admin, command):
+    result = admin("ACL", "DRYRUN", lab["REDIS_MONITOR_USER"], *command)
+    assert "no permissions" in result.stdout, result.stdout + result.stderr
+
+
+def test_monitoring_user_may_read_metrics(lab, admin):
+    for command in (["INFO"], ["PING"], ["CONFIG", "GET", "maxmemory"], ["SLOWLOG", "GET"]):
+        result = admin("ACL", "DRYRUN", lab["REDIS_MONITOR_USER"], *command)
+        assert result.stdout.strip() == "OK", (command, result.stdout)
 
 
 def test_outsider_cannot_reach_the_redis_port(lab, tcp_probe):
@@ -79,6 +77,12 @@ def test_outsider_cannot_reach_the_redis_port(lab, tcp_probe):
 
 def test_allowed_client_reaches_the_redis_port(lab, tcp_probe):
     assert tcp_probe(lab["LAB_CLIENT_NETNS"], lab["REDIS_HOST"], int(lab["REDIS_PORT"])) == "open"
+
+
+def test_monitoring_host_reaches_the_redis_port(lab, on_host):
+    address = (lab["REDIS_HOST"], int(lab["REDIS_PORT"]))
+    probe = f"import socket; socket.create_connection({address!r}, timeout=3); print('open')"
+    assert on_host("monitor-1", f'python3 -c "{probe}"').stdout.strip() == "open"
 
 
 def test_outsider_reaches_the_host_itself(lab, tcp_probe):

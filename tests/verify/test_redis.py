@@ -1,6 +1,7 @@
 """A Redis host, as the redis role leaves it."""
 
 import ipaddress
+import json
 import shlex
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 GROUP = "redis"
 CONFIG = "/etc/redis/redis.conf"
 ACL_FILE = "/etc/redis/users.acl"
-ADMIN_ENV = "/etc/redis/admin.env"
+ADMIN_ENV = "/etc/spot-redis/redis-admin.env"
 
 
 def config_values(host, as_root, directive: str) -> list[str]:
@@ -56,16 +57,23 @@ def test_listens_on_loopback_and_private_address_only(host, as_root):
 @pytest.mark.parametrize(
     "path, owner, group, mode",
     [
+        ("/etc/redis", "root", "redis", 0o750),
         (CONFIG, "root", "redis", 0o640),
         (ACL_FILE, "root", "redis", 0o640),
+        ("/etc/spot-redis", "root", "root", 0o700),
         (ADMIN_ENV, "root", "root", 0o600),
     ],
 )
-def test_config_and_secret_files_are_not_world_readable(host, as_root, path, owner, group, mode):
+def test_config_and_secret_files_are_root_owned_and_not_world_readable(host, as_root, path, owner, group, mode):
     with as_root():
         f = host.file(path)
-        assert f.is_file
+        assert f.exists
         assert (f.user, f.group, f.mode) == (owner, group, mode)
+
+
+def test_redis_cannot_write_its_own_configuration(host):
+    read_only = host.check_output("systemctl show --property=ReadOnlyPaths --value redis-server").split()
+    assert "/etc/redis" in read_only
 
 
 def test_acl_file_holds_no_plaintext_password(host, as_root):
@@ -98,9 +106,18 @@ def test_data_directory_is_its_own_mount_point_owned_by_redis(host, as_root):
         assert (d.user, d.group, d.mode) == ("redis", "redis", 0o750)
 
 
-def test_persistence_is_on(host, as_root):
-    assert admin_cli(host, as_root, "CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
-    assert config_values(host, as_root, "save"), "no save line: RDB is neither configured nor explicitly off"
+def test_running_persistence_is_the_configured_one(host, as_root):
+    """What the server does is what redis.conf says (a CONFIG SET at run time would not survive a restart)."""
+    configured_save = " ".join(config_values(host, as_root, "save")).strip('"')
+    running_save = admin_cli(host, as_root, "CONFIG", "GET", "save").splitlines()[1:]
+    assert " ".join(running_save).strip() == configured_save
+    running_aof = admin_cli(host, as_root, "CONFIG", "GET", "appendonly").split()[1]
+    assert running_aof == config_values(host, as_root, "appendonly")[0]
+    assert configured_save or running_aof == "yes", "neither RDB snapshots nor AOF: nothing survives a restart"
+
+
+def test_systemd_restarts_redis_whatever_ends_it(host):
+    assert host.check_output("systemctl show --property=Restart --value redis-server") == "always"
 
 
 def test_service_waits_for_the_data_mount(host, as_root):
@@ -113,8 +130,20 @@ def test_maxmemory_is_set(host, as_root):
     assert int(admin_cli(host, as_root, "CONFIG", "GET", "maxmemory").split()[1]) > 0
 
 
-def test_firewall_guards_the_redis_port(host, as_root):
+def test_firewall_admits_the_redis_port_from_the_allow_list_only(host, as_root):
+    """In the input hook, the Redis port is accepted from an allow-list set, and dropped for everyone else."""
     port = config_values(host, as_root, "port")[0]
     with as_root():
-        ruleset = host.check_output("nft list ruleset")
-    assert f"tcp dport {port}" in ruleset and "drop" in ruleset
+        ruleset = json.loads(host.check_output("nft --json list ruleset"))["nftables"]
+    rules = [item["rule"] for item in ruleset if "rule" in item]
+    hooked = {(c["chain"]["table"], c["chain"]["name"]) for c in ruleset if c.get("chain", {}).get("hook") == "input"}
+    port_rules = [
+        (rule["expr"][-1], rule["expr"])
+        for rule in rules
+        if (rule["table"], rule["chain"]) in hooked and f'"right": {port}' in json.dumps(rule["expr"])
+    ]
+    verdicts = [next(iter(verdict)) for verdict, _ in port_rules]
+    assert "drop" in verdicts, f"no drop rule for port {port}"
+    accepts = [expr for verdict, expr in port_rules if "accept" in verdict]
+    assert accepts and all('"saddr"' in json.dumps(expr) for expr in accepts), "the port is accepted from anywhere"
+    assert verdicts.index("drop") > max(i for i, v in enumerate(verdicts) if v == "accept")
