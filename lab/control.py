@@ -38,8 +38,10 @@ BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3",
 # Bump when the image's customisation below changes, so that the cached image is rebuilt.
 IMAGE_RECIPE = 1
 PROXY_SCRIPT = "lab/apt_proxy.py"
+SINK_SCRIPT = "lab/webhook_sink.py"
 DATA_DISK_PREFIX = "srlab-data-"  # names the lab's disk images and their mount points, whatever the checkout's path
-SECRETS = ("redis_admin_password", "redis_app_password", "redis_monitor_password")
+PASSWORDS = ("redis_admin_password", "redis_app_password", "redis_monitor_password")
+WEBHOOKS = {"slack_webhook_url": "slack", "heartbeat_url": "heartbeat"}  # secret name -> sink folder
 BOOT_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 30
 
@@ -281,29 +283,58 @@ def ensure_netns(node: Node) -> None:
     # No default route on purpose: nothing in the lab can reach an address off the lab bridge.
 
 
-def proxy_pids() -> list[int]:
-    """The lab's apt proxy, of this checkout or another: a python running .../lab/apt_proxy.py --listen <gateway>."""
-    listen = f"{topology.GATEWAY}:{topology.APT_PROXY_PORT}"
+def daemon_pids(script: str, port: int) -> list[int]:
+    """A lab daemon, of this checkout or another: a python running .../<script> --listen=<gateway>:<port>."""
+    listen = f"{topology.GATEWAY}:{port}"
     return [
         pid for pid, argv in processes().items()
-        if len(argv) > 1 and argv[1].endswith(PROXY_SCRIPT) and option(argv, "--listen") == listen
+        if len(argv) > 1 and argv[1].endswith(script) and option(argv, "--listen") == listen
     ]  # fmt: skip
 
 
-def ensure_apt_proxy() -> None:
-    if proxy_pids():
+def lab_daemon_pids() -> list[int]:
+    return daemon_pids(PROXY_SCRIPT, topology.APT_PROXY_PORT) + daemon_pids(SINK_SCRIPT, topology.SINK_PORT)
+
+
+def ensure_daemon(script: str, port: int, *args: str) -> None:
+    """Start one of the lab's own daemons on the bridge address, unless it runs already; it outlives this command."""
+    if daemon_pids(script, port):
         return
-    cmd = [
-        sys.executable,
-        str(REPO / PROXY_SCRIPT),
-        f"--listen={topology.GATEWAY}:{topology.APT_PROXY_PORT}",
-        "--cache-dir",
-        str(CACHE / "debs"),
-    ]
-    for host in topology.APT_UPSTREAM_HOSTS:
-        cmd += ["--allow", host]
-    proxy_log = (STATE / "apt-proxy.log").open("ab")
-    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=proxy_log, stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = [sys.executable, str(REPO / script), f"--listen={topology.GATEWAY}:{port}", *args]
+    daemon_log = (STATE / f"{Path(script).stem}.log").open("ab")
+    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=daemon_log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def ensure_apt_proxy() -> None:
+    allowed = [f"--allow={host}" for host in topology.APT_UPSTREAM_HOSTS]
+    ensure_daemon(PROXY_SCRIPT, topology.APT_PROXY_PORT, f"--cache-dir={CACHE / 'debs'}", *allowed)
+
+
+def ensure_tls() -> Path:
+    """A lab CA (.lab/tls/ca.pem, which the hosts are told to trust) and the sink's certificate for the bridge."""
+    tls = STATE / "tls"
+    server_pem = tls / "server.pem"
+    if server_pem.exists():
+        return server_pem
+    tls.mkdir(mode=0o700, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc"]
+    run("openssl", "req", "-x509", *ec, "-days", "30", "-subj", "/CN=spot-redis lab CA", "-keyout", tls / "ca.key",
+        "-out", tls / "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign", capture=True)  # fmt: skip
+    run("openssl", "req", *ec, "-subj", f"/CN={topology.GATEWAY}", "-keyout", tls / "server.key",
+        "-out", tls / "server.csr", capture=True)  # fmt: skip
+    (tls / "server.ext").write_text(f"subjectAltName=IP:{topology.GATEWAY}\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", tls / "server.csr", "-CA", tls / "ca.pem", "-CAkey", tls / "ca.key",
+        "-CAcreateserial", "-days", "30", "-extfile", tls / "server.ext", "-out", tls / "server.crt",
+        capture=True)  # fmt: skip
+    write_private(server_pem, (tls / "server.crt").read_text() + (tls / "server.key").read_text())
+    return server_pem
+
+
+def ensure_webhook_sink() -> None:
+    """The Slack and dead-man's-switch stand-ins, each keeping what it receives under .lab/<kind>/."""
+    routes = [f"--route={STATE / kind}={STATE / 'secrets' / name}" for name, kind in WEBHOOKS.items()]
+    ensure_daemon(SINK_SCRIPT, topology.SINK_PORT, f"--cert={ensure_tls()}", *routes)
 
 
 def ensure_nspawn_tmpfs() -> None:
@@ -316,13 +347,19 @@ def ensure_nspawn_tmpfs() -> None:
 # --- secrets and the env file ---------------------------------------------------------------------------------
 
 
+def ensure_secret(name: str, make) -> str:
+    path = STATE / "secrets" / name
+    if not path.exists():
+        write_private(path, make())
+    return path.read_text().strip()
+
+
 def ensure_secrets() -> dict[str, str]:
-    values = {}
-    for name in SECRETS:
-        path = STATE / "secrets" / name
-        if not path.exists():
-            write_private(path, secrets.token_urlsafe(24))
-        values[name] = path.read_text().strip()
+    """Per-lab passwords, and webhook URLs whose paths carry a token, as real Slack and healthchecks.io URLs do."""
+    values = {name: ensure_secret(name, lambda: secrets.token_urlsafe(24)) for name in PASSWORDS}
+    for name, kind in WEBHOOKS.items():
+        base = f"https://{topology.GATEWAY}:{topology.SINK_PORT}/{kind}"
+        values[name] = ensure_secret(name, lambda base=base: f"{base}/{secrets.token_urlsafe(18)}")
     return values
 
 
@@ -332,7 +369,7 @@ def read_env() -> dict[str, str]:
 
 
 def write_env(passwords: dict[str, str]) -> None:
-    redis = topology.node("redis-1")
+    redis, monitor = topology.node("redis-1"), topology.node("monitor-1")
     env = {
         "REDIS_HOST": redis.address,
         "REDIS_PORT": "6379",
@@ -344,6 +381,10 @@ def write_env(passwords: dict[str, str]) -> None:
         "LAB_CLIENT_NETNS": topology.node("client").netns,
         "LAB_OUTSIDER_NETNS": topology.node("outsider").netns,
         "LAB_INVENTORY": str(REPO / "inventories/lab"),
+        "PROMETHEUS_URL": f"http://{monitor.address}:9090",
+        "ALERTMANAGER_URL": f"http://{monitor.address}:9093",
+        "LAB_SLACK_DIR": str(STATE / "slack"),
+        "LAB_HEARTBEAT_DIR": str(STATE / "heartbeat"),
         "LAB_SSH_KEY": str(ssh_key()),
         "LAB_KNOWN_HOSTS": str(STATE / "ssh/known_hosts"),
     }
@@ -370,6 +411,7 @@ def up() -> None:
     passwords = ensure_secrets()
     ensure_bridge()
     ensure_apt_proxy()
+    ensure_webhook_sink()
     for node in NODES:
         ensure_netns(node)
     running = nspawn_hosts()
@@ -429,7 +471,7 @@ def lab_netns() -> list[str]:
 
 def down() -> None:
     """Remove everything any lab made; keep going past failures, and say at the end what is left."""
-    stop([pid for pid, _ in nspawn_hosts().values()] + proxy_pids())
+    stop([pid for pid, _ in nspawn_hosts().values()] + lab_daemon_pids())
     for mountpoint in reversed(lab_mounts()):
         if run("umount", mountpoint, check=False).returncode != 0:
             run("umount", "--lazy", mountpoint, check=False)
@@ -443,7 +485,7 @@ def down() -> None:
         run("umount", NSPAWN_RUN, check=False)
     shutil.rmtree(STATE, ignore_errors=True)
     left = {
-        "hosts": list(nspawn_hosts()), "apt proxy": proxy_pids(), "mounts": lab_mounts(),
+        "hosts": list(nspawn_hosts()), "daemons": lab_daemon_pids(), "mounts": lab_mounts(),
         "loop devices": lab_loop_devices(), "links": lab_links(), "namespaces": lab_netns(),
     }  # fmt: skip
     if any(left.values()):
@@ -456,7 +498,8 @@ def status() -> None:
     print(f"namespaces:    {', '.join(lab_netns()) or 'none'}")
     print(f"links:         {', '.join(lab_links()) or 'none'}")
     print(f"mounts:        {', '.join(lab_mounts()) or 'none'}")
-    print(f"apt proxy:     {'running' if proxy_pids() else 'stopped'}")
+    print(f"apt proxy:     {'running' if daemon_pids(PROXY_SCRIPT, topology.APT_PROXY_PORT) else 'stopped'}")
+    print(f"webhook sink:  {'running' if daemon_pids(SINK_SCRIPT, topology.SINK_PORT) else 'stopped'}")
 
 
 def info() -> None:

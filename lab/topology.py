@@ -14,6 +14,7 @@ BRIDGE = "srlab0"
 NETNS_PREFIX = "srlab-"
 VETH_PREFIX = "srl-"
 APT_PROXY_PORT = 3142
+SINK_PORT = 8443  # the lab's Slack and dead-man's-switch stand-ins (lab/webhook_sink.py)
 # The only upstream the hosts may reach, through the proxy: Debian's package registry.
 APT_UPSTREAM_HOSTS = ("deb.debian.org",)
 
