@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 HOST_PACKAGES := python3-venv debootstrap systemd-container e2fsprogs mount openssh-client iproute2 redis-tools
 LAB_INVENTORY := inventories/lab
 
-.PHONY: lab lab-up converge verify bench lab-down test unit lab-test lint host-packages
+.PHONY: lab lab-up converge verify bench bench-alerts lab-down test unit lab-test lint host-packages
 
 lab: ## boot the lab, configure it, verify it, and leave it running
 	$(MAKE) --no-print-directory lab-up
@@ -27,6 +27,9 @@ verify: $(VENV)/.installed
 
 bench: ## throughput of the role's Redis against Debian's stock config, on a running lab
 	python3 -m lab.bench
+
+bench-alerts: ## seconds from Redis down to Slack (firing, resolved), series and Prometheus memory, on a running lab
+	python3 -m lab.bench_alerts
 
 lab-down: ## remove every host, namespace, veth, mount and loop device a lab made (even a killed one)
 	python3 -m lab down
