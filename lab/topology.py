@@ -1,6 +1,7 @@
 """What the lab is made of: its subnet, hosts and client namespaces.
 
-inventories/lab/ names the same hosts and addresses; tests/unit/test_lab_topology.py keeps the two in step.
+inventories/lab/ and inventories/lab-solo/ name the same hosts and addresses; tests/unit/test_lab_topology.py
+keeps them in step.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Node:
 NODES = (
     Node("redis-1", "10.213.37.11", boots=True, data_mount="/srv/redis"),
     Node("monitor-1", "10.213.37.21", boots=True),
+    # Redis and monitoring on one host, the cheapest AWS layout (inventories/lab-solo).
+    Node("solo-1", "10.213.37.31", boots=True, data_mount="/srv/redis"),
     Node("client", "10.213.37.51"),  # in the Redis allow-list
     Node("outsider", "10.213.37.61"),  # not in any allow-list
 )

@@ -97,10 +97,10 @@ class Converge:
 
 @pytest.fixture(scope="session")
 def converge(lab):
-    """Run the site playbook against the lab, with optional extra arguments."""
+    """Run the site playbook against the lab (or another of its inventories), with optional extra arguments."""
 
-    def run(*extra: str) -> Converge:
-        cmd = ["ansible-playbook", "-i", lab["LAB_INVENTORY"], "ansible/site.yml", *extra]
+    def run(*extra: str, inventory: str = lab["LAB_INVENTORY"]) -> Converge:
+        cmd = ["ansible-playbook", "-i", inventory, "ansible/site.yml", *extra]
         result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
         return Converge(result.returncode, result.stdout + result.stderr)
 

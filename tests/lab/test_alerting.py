@@ -4,30 +4,15 @@ and that it is back, and pings the dead-man's switch while all is well."""
 import json
 import socket
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from lab.topology import node
 from lab.webhook_sink import received
+from tests.lab.helpers import get_json, wait_for
 
 ALERT_BOUND_S = 180  # generous: the benchmark (make bench-alerts) measures; the goal is under 60 s
-
-
-def get_json(url: str):
-    assert url.startswith("http://")
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (checked just above)
-        return json.load(response)
-
-
-def wait_for(what: str, check, bound_s: float, every_s: float = 2):
-    deadline = time.monotonic() + bound_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every_s)
-    raise AssertionError(f"{what}: not within {bound_s} s")
 
 
 def slack_message_about(folder: Path, since_ns: int, alertname: str, status: str):

@@ -7,25 +7,38 @@ import yaml
 
 from lab import topology
 
-INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
 
 
-def inventory_hosts() -> dict[str, dict]:
-    groups = yaml.safe_load((INVENTORY / "hosts.yml").read_text())["all"]["children"]
-    return {name: {"group": group, **vars_} for group, body in groups.items() for name, vars_ in body["hosts"].items()}
+def inventory_hosts(name: str) -> dict[str, dict]:
+    """host -> its variables and the groups it is in, from inventories/<name>/hosts.yml."""
+    groups = yaml.safe_load((INVENTORIES / name / "hosts.yml").read_text())["all"]["children"]
+    hosts: dict[str, dict] = {}
+    for group, body in groups.items():
+        for host, variables in body["hosts"].items():
+            entry = hosts.setdefault(host, {"groups": set()})
+            entry.update(variables or {})
+            entry["groups"].add(group)
+    return hosts
 
 
-def test_inventory_names_exactly_the_booted_hosts_at_their_addresses():
-    assert {name: h["ansible_host"] for name, h in inventory_hosts().items()} == {
+def test_the_lab_inventories_name_exactly_the_booted_hosts_at_their_addresses():
+    named = {**inventory_hosts("lab"), **inventory_hosts("lab-solo")}
+    assert {host: h["ansible_host"] for host, h in named.items()} == {
         node.name: node.address for node in topology.HOSTS
     }
 
 
 def test_groups_are_those_the_playbook_expects():
-    assert {name: h["group"] for name, h in inventory_hosts().items()} == {
-        "redis-1": "redis",
-        "monitor-1": "monitoring",
+    assert {host: h["groups"] for host, h in inventory_hosts("lab").items()} == {
+        "redis-1": {"redis"},
+        "monitor-1": {"monitoring"},
     }
+    assert {host: h["groups"] for host, h in inventory_hosts("lab-solo").items()} == {"solo-1": {"redis", "monitoring"}}
+
+
+def test_the_single_host_inventory_shares_the_lab_variables():
+    assert (INVENTORIES / "lab-solo" / "group_vars").resolve() == (INVENTORIES / "lab" / "group_vars").resolve()
 
 
 def test_addresses_are_distinct_and_inside_the_lab_subnet():
@@ -35,7 +48,7 @@ def test_addresses_are_distinct_and_inside_the_lab_subnet():
 
 
 def test_allow_list_admits_the_client_and_not_the_outsider():
-    allowed = yaml.safe_load((INVENTORY / "group_vars" / "redis.yml").read_text())["redis_allowed_cidrs"]
+    allowed = yaml.safe_load((INVENTORIES / "lab" / "group_vars" / "redis.yml").read_text())["redis_allowed_cidrs"]
     networks = [ipaddress.ip_network(cidr) for cidr in allowed]
     assert any(ipaddress.ip_address(topology.node("client").address) in net for net in networks)
     assert not any(ipaddress.ip_address(topology.node("outsider").address) in net for net in networks)
