@@ -20,21 +20,21 @@ from pathlib import Path
 
 from lab.control import read_env, ssh
 from lab.topology import node
-from lab.webhook_sink import received
+from lab.webhook_sink import slack_titles
 
 BOUND_S = 300
 SETTLE_S = 20  # let the exporter see Redis up for a few scrapes before the next round
 
 
 def seconds_until_message(folder: Path, since_ns: int, status: str) -> float:
+    title = f"[{status}] RedisDown on redis-1"
     deadline = time.monotonic() + BOUND_S
     while time.monotonic() < deadline:
-        for arrived, body in received(folder, since_ns):
-            text = json.dumps(body)
-            if "RedisDown" in text and status in text:
+        for arrived, found in slack_titles(folder, since_ns):
+            if found.startswith(title):
                 return (arrived - since_ns) / 1e9
         time.sleep(0.5)
-    raise SystemExit(f"bench: no RedisDown {status} message within {BOUND_S} s")
+    raise SystemExit(f"bench: no {title!r} message within {BOUND_S} s")
 
 
 def query(prometheus_url: str, promql: str) -> float:

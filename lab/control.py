@@ -314,7 +314,8 @@ def ensure_tls() -> Path:
     """A lab CA (.lab/tls/ca.pem, which the hosts are told to trust) and the sink's certificate for the bridge."""
     tls = STATE / "tls"
     server_pem = tls / "server.pem"
-    if server_pem.exists():
+    valid_for_a_day = ["openssl", "x509", "-checkend", "86400", "-noout", "-in", server_pem]
+    if server_pem.exists() and run(*valid_for_a_day, check=False, capture=True).returncode == 0:
         return server_pem
     tls.mkdir(mode=0o700, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc"]

@@ -46,6 +46,15 @@ def received(folder: Path, since_ns: int = 0) -> list[tuple[int, dict]]:
     return found
 
 
+def slack_titles(folder: Path, since_ns: int = 0) -> list[tuple[int, str]]:
+    """The attachment titles of the Slack messages kept since since_ns (Alertmanager's slack_configs send one)."""
+    return [
+        (arrived, attachment.get("title", ""))
+        for arrived, body in received(folder, since_ns)
+        for attachment in (body.get("attachments") or [] if isinstance(body, dict) else [])
+    ]
+
+
 def as_json(body: bytes) -> bytes:
     """The body itself when it is JSON (what Slack and Alertmanager send), else wrapped as a JSON string."""
     try:
@@ -57,13 +66,24 @@ def as_json(body: bytes) -> bytes:
 
 class SinkHandler(BaseHTTPRequestHandler):
     routes: ClassVar[dict[str, Path]] = {}  # path -> folder
+    timeout = 10  # a client that connects and says nothing must not hold a thread for ever
+
+    def setup(self) -> None:
+        # The TLS handshake happens here, in the request's own thread (not in the one that accepts), with a timeout.
+        self.request.settimeout(self.timeout)
+        self.request.do_handshake()
+        super().setup()
 
     def do_POST(self) -> None:
         folder = self.routes.get(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if folder is None or length > MAX_BODY:
-            self.send_error(404 if folder is None else 413)
+        length = self.headers.get("Content-Length") or "0"
+        if folder is None:
+            self.send_error(404)
             return
+        if not length.isdigit() or int(length) > MAX_BODY:
+            self.send_error(400, "a Content-Length of at most 1 MiB is needed")
+            return
+        length = int(length)
         record(folder, as_json(self.rfile.read(length)))
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -92,7 +112,7 @@ def main() -> None:
     server = ThreadingHTTPServer((address, int(port)), SinkHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.cert)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     server.serve_forever()
 
 

@@ -9,18 +9,15 @@ from pathlib import Path
 import pytest
 
 from lab.topology import node
-from lab.webhook_sink import received
-from tests.lab.helpers import get_json, wait_for
+from lab.webhook_sink import received, slack_titles
+from tests.lab.helpers import get_json, post_json, wait_for
 
 ALERT_BOUND_S = 180  # generous: the benchmark (make bench-alerts) measures; the goal is under 60 s
 
 
-def slack_message_about(folder: Path, since_ns: int, alertname: str, status: str):
-    for _, body in received(folder, since_ns):
-        text = json.dumps(body)
-        if alertname in text and status in text:
-            return body
-    return None
+def slack_message(folder: Path, since_ns: int, title: str) -> str | None:
+    """The first Slack message since since_ns whose title starts with title, e.g. "[FIRING] RedisDown on redis-1"."""
+    return next((found for _, found in slack_titles(folder, since_ns) if found.startswith(title)), None)
 
 
 def test_every_prometheus_target_is_up(lab):
@@ -44,31 +41,37 @@ def test_redis_down_reaches_slack_then_its_recovery(lab, on_redis_host):
     stopped_at = time.time_ns()
     on_redis_host("systemctl stop redis-server")
     try:
-        firing = wait_for(
+        wait_for(
             "a RedisDown firing message",
-            lambda: slack_message_about(slack, stopped_at, "RedisDown", "FIRING"),
+            lambda: slack_message(slack, stopped_at, "[FIRING] RedisDown on redis-1"),
             ALERT_BOUND_S,
         )
-        assert "critical" in json.dumps(firing).lower()
-        assert "redis-1" in json.dumps(firing)
     finally:
         started_at = time.time_ns()
         on_redis_host("systemctl start redis-server")
     wait_for(
         "a RedisDown resolved message",
-        lambda: slack_message_about(slack, started_at, "RedisDown", "RESOLVED"),
+        lambda: slack_message(slack, started_at, "[RESOLVED] RedisDown on redis-1"),
         ALERT_BOUND_S,
     )
+    critical = [body for _, body in received(slack, stopped_at) if "[FIRING] RedisDown" in json.dumps(body)]
+    assert critical[0]["attachments"][0]["color"] == "danger"
 
 
 def test_dead_mans_switch_is_pinged_while_healthy(lab):
-    heartbeat = Path(lab["LAB_HEARTBEAT_DIR"])
+    """Two new pings from monitor-1's Alertmanager (solo-1's pings the same sink), one heartbeat interval apart."""
+    heartbeat, since = Path(lab["LAB_HEARTBEAT_DIR"]), time.time_ns()
+    monitor = "//monitor-1:"  # Alertmanager's external URL names its host
 
-    def two_pings():
-        pings = [body for _, body in received(heartbeat) if "Watchdog" in json.dumps(body)]
+    def two_new_pings():
+        pings = [
+            body
+            for _, body in received(heartbeat, since)
+            if monitor in body.get("externalURL", "") and body.get("commonLabels", {}).get("alertname") == "Watchdog"
+        ]
         return pings if len(pings) >= 2 else None
 
-    pings = wait_for("two Watchdog pings", two_pings, bound_s=150, every_s=5)
+    pings = wait_for("two new Watchdog pings", two_new_pings, bound_s=150, every_s=5)
     assert all(ping["status"] == "firing" for ping in pings)
 
 
@@ -90,3 +93,57 @@ def test_alertmanager_has_no_cluster_port_open():
     """Clustering is off: nothing listens on 9094 (the firewall does not cover it, so this is the listener itself)."""
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((node("monitor-1").address, 9094), timeout=3)
+
+
+ROUTES = {
+    "Watchdog to the dead-man's switch only": ("alertname=Watchdog severity=info", "heartbeat"),
+    "critical to Slack": ("alertname=RedisDown severity=critical host=redis-1", "slack-critical"),
+    "warning to Slack": ("alertname=RedisMemoryNearMax severity=warning host=redis-1", "slack-warning"),
+    "info not sent": ("alertname=SomethingToKnow severity=info host=redis-1", "discard"),
+}
+
+
+@pytest.mark.parametrize("labels, receiver", ROUTES.values(), ids=ROUTES.keys())
+def test_alertmanager_routes_by_severity(on_host, labels, receiver):
+    test = f"amtool config routes test --config.file=/etc/prometheus/alertmanager.yml {labels}"
+    assert on_host("monitor-1", test).stdout.strip() == receiver
+
+
+def post_alerts(lab, *alerts: dict) -> None:
+    ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 120))
+    alerts = [{"labels": labels, "endsAt": ends} for labels in alerts]
+    assert post_json(f"{lab['ALERTMANAGER_URL']}/api/v2/alerts", alerts) == 200
+
+
+INHIBITIONS = {
+    "Redis down silences the Redis alerts that follow": (
+        {"alertname": "RedisDown", "severity": "critical"},
+        {"alertname": "RedisRejectedConnections", "severity": "warning"},
+    ),
+    "an unreachable host silences its warnings": (
+        {"alertname": "TargetDown", "severity": "critical", "job": "node"},
+        {"alertname": "HostMemoryLow", "severity": "warning"},
+    ),
+    "critical silences the warning of the same disk": (
+        {"alertname": "DiskAlmostFull", "severity": "critical", "mountpoint": "/srv/redis"},
+        {"alertname": "DiskAlmostFull", "severity": "warning", "mountpoint": "/srv/redis"},
+    ),
+}
+
+
+@pytest.mark.parametrize("cause, consequence", INHIBITIONS.values(), ids=INHIBITIONS.keys())
+def test_alertmanager_inhibits_the_consequences_of_a_cause(lab, cause, consequence):
+    """Alerts for a host that does not exist (their Slack messages name it), posted straight to Alertmanager."""
+    host = f"ghost-{time.time_ns()}"
+    post_alerts(lab, {**cause, "host": host}, {**consequence, "host": host}, {**consequence, "host": f"{host}-other"})
+
+    def states():
+        alerts = get_json(
+            f"{lab['ALERTMANAGER_URL']}/api/v2/alerts?filter=alertname%3D%22{consequence['alertname']}%22"
+        )
+        found = {a["labels"]["host"]: a["status"] for a in alerts if a["labels"]["host"].startswith(host)}
+        return found if len(found) == 2 else None
+
+    found = wait_for("the alerts to be in Alertmanager", states, bound_s=30, every_s=1)
+    assert found[host]["inhibitedBy"], found
+    assert not found[f"{host}-other"]["inhibitedBy"], "an alert of another host was silenced"

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import socket
 import ssl
 import subprocess
 import threading
@@ -45,7 +46,7 @@ def sink(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), SinkHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pem)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address, ssl.create_default_context(cafile=pem), tmp_path / "slack"
     server.shutdown()
@@ -62,3 +63,19 @@ def test_secret_path_is_kept_and_any_other_refused(sink):
     assert post(sink, "/slack/secret-token", b'{"text": "RedisDown"}') == 200
     assert post(sink, "/slack/guessed-token", b'{"text": "nope"}') == 404
     assert [body for _, body in received(sink[2])] == [{"text": "RedisDown"}]
+
+
+def test_a_silent_client_does_not_hold_up_the_others(sink):
+    (host, port), _, _ = sink
+    with socket.create_connection((host, port), timeout=5):  # connects, never starts TLS
+        assert post(sink, "/slack/secret-token", b'{"text": "still delivered"}') == 200
+
+
+def test_a_request_without_a_sane_length_is_refused(sink):
+    (host, port), context, folder = sink
+    conn = http.client.HTTPSConnection(host, port, context=context, timeout=5)
+    conn.putrequest("POST", "/slack/secret-token")
+    conn.putheader("Content-Length", "-1")
+    conn.endheaders()
+    assert conn.getresponse().status == 400
+    assert received(folder) == []

@@ -81,8 +81,15 @@ def test_redis_password_is_neither_on_the_command_line_nor_in_a_readable_file(ho
     assert not [where for where, present in found.items() if present], f"the Redis password is in: {found}"
 
 
-def test_redis_exporter_logs_in_as_the_monitoring_user(host, as_root, listen_address, http_get):
-    assert env_value(host, as_root, "REDIS_USER") != "default"
+def test_redis_exporter_logs_in_as_a_least_privilege_user(host, as_root, listen_address, http_get):
+    """Its ACL user is on, starts from no commands and no keys, and may run no command that changes anything."""
+    user = env_value(host, as_root, "REDIS_USER")
+    with as_root():
+        acl = host.file("/etc/redis/users.acl").content_string.splitlines()
+    rules = next(line.split()[2:] for line in acl if line.split()[:2] == ["user", user])
+    assert "on" in rules and "-@all" in rules, rules
+    granted = [rule for rule in rules if rule.startswith(("+", "~", "%", "allkeys", "allcommands"))]
+    assert not [rule for rule in granted if rule.startswith(("~", "%", "allkeys", "allcommands", "+@"))], granted
     address, port = listen_address(REDIS_DEFAULT)
     status, body = http_get(
         f"http://{address}:{port}/metrics" if ":" not in address else f"http://[{address}]:{port}/metrics"
