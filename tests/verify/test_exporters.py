@@ -1,6 +1,5 @@
 """A Redis host's exporters, as the node_exporter and redis_exporter roles leave them."""
 
-import ipaddress
 import re
 
 import pytest
@@ -9,7 +8,6 @@ GROUP = "redis"
 NODE_DEFAULT = "/etc/default/prometheus-node-exporter"
 REDIS_DEFAULT = "/etc/default/prometheus-redis-exporter"
 REDIS_ENV = "/etc/spot-redis/redis-exporter.env"
-EXPORTERS = {"prometheus-node-exporter": NODE_DEFAULT, "prometheus-redis-exporter": REDIS_DEFAULT}
 
 
 def env_value(host, as_root, name: str) -> str:
@@ -19,26 +17,6 @@ def env_value(host, as_root, name: str) -> str:
     match = re.search(rf'^{name}="((?:[^"\\]|\\.)*)"$', content, re.MULTILINE)
     assert match, f"no quoted {name} in {REDIS_ENV}"
     return re.sub(r"\\(.)", r"\1", match[1])
-
-
-@pytest.mark.parametrize("service", EXPORTERS)
-def test_service_is_enabled_and_running(host, service):
-    unit = host.service(service)
-    assert unit.is_enabled
-    assert unit.is_running
-
-
-@pytest.mark.parametrize("service, default_file", EXPORTERS.items())
-def test_listens_on_the_private_address_only(listen_address, listening_on, private_addresses, service, default_file):
-    address, port = listen_address(default_file)
-    assert address in private_addresses, f"{service} is told to listen on {address}, not a private address"
-    assert ipaddress.ip_address(address).is_private
-    assert listening_on(port) == {address}, f"{service} listens on {listening_on(port)}, not on {address} alone"
-
-
-@pytest.mark.parametrize("service, default_file", EXPORTERS.items())
-def test_port_is_allow_listed(listen_address, assert_port_allow_listed, service, default_file):
-    assert_port_allow_listed(listen_address(default_file)[1])
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,5 @@
 """A monitoring host, as the prometheus and alertmanager roles leave it."""
 
-import ipaddress
 import json
 import time
 
@@ -41,32 +40,12 @@ def alertmanager_config(host, as_root):
         return yaml.safe_load(host.file(ALERTMANAGER_CONFIG).content_string)
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_service_is_enabled_and_running(host, service):
-    unit = host.service(service)
-    assert unit.is_enabled
-    assert unit.is_running
-
-
-@pytest.mark.parametrize("service, default_file", SERVICES.items())
-def test_listens_on_the_private_address_only(listen_address, listening_on, private_addresses, service, default_file):
-    address, port = listen_address(default_file)
-    assert address in private_addresses, f"{service} is told to listen on {address}, not a private address"
-    assert ipaddress.ip_address(address).is_private
-    assert listening_on(port) == {address}, f"{service} listens on {listening_on(port)}, not on {address} alone"
-
-
 def test_alertmanager_cluster_port_is_closed(host, listening_on):
     pid = host.check_output("systemctl show --property=MainPID --value prometheus-alertmanager")
     args = host.file(f"/proc/{pid}/cmdline").content_string.split("\0")
     assert "--cluster.listen-address=" in args, f"clustering is not turned off: {args}"
     assert listening_on(CLUSTER_PORT, "tcp") == set()
     assert listening_on(CLUSTER_PORT, "udp") == set()
-
-
-@pytest.mark.parametrize("service, default_file", SERVICES.items())
-def test_port_is_allow_listed(listen_address, assert_port_allow_listed, service, default_file):
-    assert_port_allow_listed(listen_address(default_file)[1])
 
 
 @pytest.mark.parametrize(
