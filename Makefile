@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-HOST_PACKAGES := python3-venv debootstrap systemd-container e2fsprogs mount openssh-client iproute2 redis-tools
+HOST_PACKAGES := python3-venv debootstrap systemd-container e2fsprogs mount openssh-client openssl iproute2 redis-tools
 LAB_INVENTORY := inventories/lab
 
 .PHONY: lab lab-up converge verify bench bench-alerts lab-down test unit lab-test lint host-packages

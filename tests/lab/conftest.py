@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -125,3 +127,22 @@ def probe_tcp(netns: str, address: str, port: int) -> str:
         ["ip", "netns", "exec", netns, "python3", "-c", probe], capture_output=True, text=True, timeout=20, check=False
     )
     return result.stdout.strip() or result.stderr.strip()
+
+
+@pytest.fixture
+def converge_with(converge, tmp_path):
+    """Converge part of the lab with some settings changed; whatever happens, converge it back afterwards."""
+
+    @contextlib.contextmanager
+    def changed(limit: str, settings: dict):
+        extra_vars = tmp_path / "settings.json"
+        extra_vars.write_text(json.dumps(settings))
+        try:
+            result = converge("--limit", limit, "--extra-vars", f"@{extra_vars}")
+            assert result.returncode == 0, result.output[-3000:]
+            yield result
+        finally:
+            restored = converge("--limit", limit)
+        assert restored.returncode == 0, restored.output[-3000:]
+
+    return changed

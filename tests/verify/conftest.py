@@ -115,3 +115,16 @@ def assert_port_allow_listed(host, as_root):
         assert verdicts.index("drop") > max(i for i, v in enumerate(verdicts) if v == "accept")
 
     return check
+
+
+@pytest.fixture
+def owner_group_mode(host, as_root):
+    """(owner, group, mode) of a path that must exist, read as root."""
+
+    def read(path: str) -> tuple[str, str, int]:
+        with as_root():
+            f = host.file(path)
+            assert f.exists, f"{path} is missing"
+            return f.user, f.group, f.mode
+
+    return read

@@ -28,11 +28,8 @@ def env_value(host, as_root, name: str) -> str:
         (REDIS_ENV, "root", "root", 0o600),
     ],
 )
-def test_files_have_their_owner_and_mode(host, as_root, path, owner, group, mode):
-    with as_root():
-        f = host.file(path)
-        assert f.exists
-        assert (f.user, f.group, f.mode) == (owner, group, mode)
+def test_files_have_their_owner_and_mode(owner_group_mode, path, owner, group, mode):
+    assert owner_group_mode(path) == (owner, group, mode)
 
 
 def test_redis_exporter_reads_its_credentials_from_the_root_only_file(host):

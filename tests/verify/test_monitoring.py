@@ -60,11 +60,8 @@ def test_alertmanager_cluster_port_is_closed(host, listening_on):
         (SLACK_URL_FILE, "root", "prometheus", 0o640),
     ],
 )
-def test_files_have_their_owner_and_mode(host, as_root, path, owner, group, mode):
-    with as_root():
-        f = host.file(path)
-        assert f.exists
-        assert (f.user, f.group, f.mode) == (owner, group, mode)
+def test_files_have_their_owner_and_mode(owner_group_mode, path, owner, group, mode):
+    assert owner_group_mode(path) == (owner, group, mode)
 
 
 def test_alertmanager_runs_as_the_group_that_reads_its_secrets(host):

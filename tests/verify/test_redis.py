@@ -64,11 +64,8 @@ def test_listens_on_loopback_and_private_address_only(host, as_root):
         (ADMIN_ENV, "root", "root", 0o600),
     ],
 )
-def test_config_and_secret_files_are_root_owned_and_not_world_readable(host, as_root, path, owner, group, mode):
-    with as_root():
-        f = host.file(path)
-        assert f.exists
-        assert (f.user, f.group, f.mode) == (owner, group, mode)
+def test_config_and_secret_files_are_root_owned_and_not_world_readable(owner_group_mode, path, owner, group, mode):
+    assert owner_group_mode(path) == (owner, group, mode)
 
 
 def test_redis_cannot_write_its_own_configuration(host):
