@@ -1,0 +1,105 @@
+"""EventBridge event patterns for the rules that drive the notify and warmup Lambdas.
+
+Pure functions, no Pulumi: each returns a pattern as a dict; the caller json.dumps it
+(inside an Output.apply when an argument is an Output).
+"""
+
+import re
+
+CUSTOM_SOURCE = "spot-redis"
+DATASET_EMPTY = "Redis Dataset Empty"
+DATASET_RESTORED = "Redis Dataset Restored"
+WARMUP_STARTED = "Redis Warm-up Started"
+WARMUP_FINISHED = "Redis Warm-up Finished"
+
+SPOT_INTERRUPTION_WARNING = "EC2 Spot Instance Interruption Warning"
+REBALANCE_RECOMMENDATION = "EC2 Instance Rebalance Recommendation"
+INSTANCE_STATE_CHANGE = "EC2 Instance State-change Notification"
+NOTIFIED_INSTANCE_STATES = ("running", "stopping", "stopped", "shutting-down", "terminated")
+
+_CLUSTER_ARN = re.compile(r"^arn:(?P<partition>[a-z-]+):ecs:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):cluster/.+$")
+_TASK_FAMILY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+def spot_warnings() -> dict:
+    """The 2-minute Spot interruption warning and the earlier rebalance recommendation."""
+    return {"source": ["aws.ec2"], "detail-type": [SPOT_INTERRUPTION_WARNING, REBALANCE_RECOMMENDATION]}
+
+
+def instance_state_changes() -> dict:
+    """Instance state changes worth a message (not "pending": "running" follows it)."""
+    return {
+        "source": ["aws.ec2"],
+        "detail-type": [INSTANCE_STATE_CHANGE],
+        "detail": {"state": list(NOTIFIED_INSTANCE_STATES)},
+    }
+
+
+def launch_failures(asg_name: str) -> dict:
+    """The ASG could not launch a replacement (no Spot capacity, for instance); only this ASG."""
+    return {
+        "source": ["aws.autoscaling"],
+        "detail-type": ["EC2 Instance Launch Unsuccessful"],
+        "detail": {"AutoScalingGroupName": [_required("asg_name", asg_name)]},
+    }
+
+
+def snapshot_failures() -> dict:
+    """A failed EBS snapshot, created or copied (detail.event createSnapshot, copySnapshot, ...)."""
+    return {"source": ["aws.ec2"], "detail-type": ["EBS Snapshot Notification"], "detail": {"result": ["failed"]}}
+
+
+def dlm_policy_errors(policy_arn: str) -> dict:
+    """This DLM policy went into the ERROR state; matched on the event's resources (the policy ARN)."""
+    return {
+        "source": ["aws.dlm"],
+        "detail-type": ["DLM Policy State Change"],
+        "resources": [_required("policy_arn", policy_arn)],
+        "detail": {"state": ["ERROR"]},
+    }
+
+
+def stack_events(stack: str) -> dict:
+    """Every custom spot-redis event of this stack (for the notify Lambda)."""
+    return {"source": [CUSTOM_SOURCE], "detail": {"stack": [_required("stack", stack)]}}
+
+
+def dataset_events(stack: str) -> dict:
+    """This stack's host found its dataset empty or restored it (for the warmup Lambda)."""
+    return {**stack_events(stack), "detail-type": [DATASET_EMPTY, DATASET_RESTORED]}
+
+
+def warmup_task_stopped(cluster_arn: str, task_family: str) -> dict:
+    """A task of the warm-up family stopped in this cluster (for the warmup Lambda)."""
+    return {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {
+            "clusterArn": [cluster_arn],
+            "lastStatus": ["STOPPED"],
+            "taskDefinitionArn": [{"prefix": task_definition_prefix(cluster_arn, task_family)}],
+        },
+    }
+
+
+def task_definition_prefix(cluster_arn: str, task_family: str) -> str:
+    """The task definition ARN prefix of a family, in the cluster's partition, region and account.
+
+    arn:PARTITION:ecs:REGION:ACCOUNT:task-definition/FAMILY: (then the revision).
+
+    The trailing colon keeps family "warmup" from matching "warmup-v2".
+    """
+    cluster = _CLUSTER_ARN.match(cluster_arn)
+    if not cluster:
+        raise ValueError(f"not an ECS cluster ARN: {cluster_arn!r}")
+    if not _TASK_FAMILY.match(task_family):
+        raise ValueError(f"not an ECS task definition family: {task_family!r}")
+    partition, region, account = cluster.group("partition", "region", "account")
+    return f"arn:{partition}:ecs:{region}:{account}:task-definition/{task_family}:"
+
+
+def _required(name: str, value: str) -> str:
+    """A blank value would make a pattern that silently matches nothing."""
+    if not value or not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value
