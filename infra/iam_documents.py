@@ -1,0 +1,346 @@
+"""Every IAM policy document the Pulumi program makes, as pure functions returning JSON strings.
+
+Inputs are plain strings (the program calls these inside ``Output.all(...).apply``), so the documents
+can be tested without Pulumi. Partition is always ``aws``. Each statement has a readable ``Sid``.
+
+Action names, resource ARN formats and condition keys follow the Service Authorization Reference
+(the copy shipped with parliament is what the unit tests check against) and these service guides:
+
+- Cloud Map "API permissions reference": RegisterInstance needs servicediscovery:RegisterInstance,
+  route53:ChangeResourceRecordSets and ec2:DescribeInstances, plus route53 Create/Get/UpdateHealthCheck
+  (DeregisterInstance: Get/Delete/UpdateHealthCheck) only when the service has a Route 53 health check.
+  ``HealthCheckConfig`` exists for public DNS namespaces only, and the stack's namespace is a private DNS
+  namespace, so no health-check permission is granted. servicediscovery:GetOperation has no resource type.
+- ECS: task ARNs are ``task/<cluster name>/<task id>``; RunTask and DescribeTasks support ``ecs:cluster``.
+- EventBridge: PutEvents supports ``events:source``, a multivalued key (one value per entry of the request),
+  hence ``ForAllValues:StringEquals`` as in the EventBridge example policies, plus a ``Null`` check so that a
+  request without the key cannot match vacuously.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+PARTITION = "aws"
+POLICY_VERSION = "2012-10-17"
+STACK_TAG_KEY = "spot-redis:stack"
+EVENT_SOURCE = "spot-redis"
+ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"
+
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_SERVICE_PRINCIPAL_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*\.amazonaws\.com$")
+_HOSTED_ZONE_RE = re.compile(r"^[A-Z0-9]+$")
+
+Statement = dict[str, Any]
+
+
+# --- input checks: a wrong value should fail here, with its name, not at `pulumi up` ------------------------
+
+
+def _check(name: str, value: object, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def _region(value: object) -> str:
+    return _check("region", value, _REGION_RE, "an AWS region such as ap-northeast-1")
+
+
+def _account(value: object) -> str:
+    return _check("account_id", value, _ACCOUNT_RE, "a 12-digit AWS account id")
+
+
+def _arn(name: str, value: object, service: str, resource_prefix: str = "") -> str:
+    """An ARN of the given service (and resource type prefix), without wildcards."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a plain string ARN (call this inside Output.apply), got {value!r}")
+    prefix = f"arn:{PARTITION}:{service}:"
+    parts = value.split(":", 5)
+    if not value.startswith(prefix) or len(parts) != 6 or "*" in value or "?" in value:
+        raise ValueError(f"{name} must be an arn:{PARTITION}:{service}:... ARN without wildcards, got {value!r}")
+    if resource_prefix and not parts[5].startswith(resource_prefix):
+        raise ValueError(f"{name} must be a {service} {resource_prefix!r} ARN, got {value!r}")
+    return value
+
+
+def _arns(name: str, values: object, service: str, resource_prefix: str = "") -> list[str]:
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise ValueError(f"{name} must be a list of ARNs, got {values!r}")
+    arns = [_arn(f"{name}[{i}]", v, service, resource_prefix) for i, v in enumerate(values)]
+    if not arns:
+        raise ValueError(f"{name} must name at least one ARN")
+    return sorted(set(arns))
+
+
+# --- document building ------------------------------------------------------------------------------------
+
+
+def _statement(
+    sid: str,
+    actions: Sequence[str],
+    resources: str | Sequence[str],
+    condition: dict[str, dict[str, Any]] | None = None,
+) -> Statement:
+    statement: Statement = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": list(actions),
+        "Resource": resources if isinstance(resources, str) else list(resources),
+    }
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _document(*statements: Statement) -> str:
+    sids = [s["Sid"] for s in statements]
+    if len(sids) != len(set(sids)):  # pragma: no cover - a programming error, caught by the unit tests
+        raise AssertionError(f"duplicate Sid in {sids}")
+    return json.dumps({"Version": POLICY_VERSION, "Statement": list(statements)}, indent=2)
+
+
+# --- statements shared by several roles -------------------------------------------------------------------
+
+
+def _decrypt_parameters_via_ssm(region: str, account_id: str) -> Statement:
+    # SecureString parameters use the aws/ssm key (or a customer key); only SSM, on the role's behalf, may use it.
+    return _statement(
+        "DecryptParametersOnlyViaSsm",
+        ["kms:Decrypt"],
+        f"arn:{PARTITION}:kms:{region}:{account_id}:key/*",
+        {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}},
+    )
+
+
+def _put_spot_redis_events(region: str, account_id: str) -> Statement:
+    return _statement(
+        "PutOnlySpotRedisEventsOnDefaultBus",
+        ["events:PutEvents"],
+        f"arn:{PARTITION}:events:{region}:{account_id}:event-bus/default",
+        {
+            "ForAllValues:StringEquals": {"events:source": [EVENT_SOURCE]},
+            "Null": {"events:source": "false"},
+        },
+    )
+
+
+def _describe_ec2(region: str, actions: Sequence[str]) -> Statement:
+    # EC2 Describe* actions have no resource-level permissions: "*" is the only resource; limit the region.
+    return _statement(
+        "DescribeEc2NoResourceLevelPermissions",
+        actions,
+        "*",
+        {"StringEquals": {"ec2:Region": region}},
+    )
+
+
+def _write_own_logs(log_group_arn: str) -> Statement:
+    group = _arn("log_group_arn", log_group_arn.removesuffix(":*"), "logs", "log-group:")
+    return _statement("WriteOwnLogStreams", ["logs:CreateLogStream", "logs:PutLogEvents"], f"{group}:*")
+
+
+def _use_table(table_arn: str) -> Statement:
+    return _statement(
+        "UseIdempotencyTableItems",
+        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+        _arn("table_arn", table_arn, "dynamodb", "table/"),
+    )
+
+
+# --- public documents -------------------------------------------------------------------------------------
+
+
+def assume_role_policy(service: str) -> str:
+    """Trust policy letting one AWS service principal (e.g. ``ec2.amazonaws.com``) assume the role."""
+    _check("service", service, _SERVICE_PRINCIPAL_RE, "an AWS service principal such as ec2.amazonaws.com")
+    name = "".join(part.capitalize() for part in re.split(r"[.-]", service.removesuffix(".amazonaws.com")))
+    return _document(
+        {
+            "Sid": f"Allow{name}ToAssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": service},
+            "Action": "sts:AssumeRole",
+        }
+    )
+
+
+def host_policy(
+    *,
+    stack: str,
+    region: str,
+    account_id: str,
+    volume_arn: str,
+    cloudmap_service_arn: str,
+    hosted_zone_id: str,
+    parameter_arns: list[str],
+    bundle_bucket_arn: str,
+) -> str:
+    """The Spot host's role (AmazonSSMManagedInstanceCore is attached beside it)."""
+    if not isinstance(stack, str) or not stack or "*" in stack or "?" in stack:
+        raise ValueError(f"stack must be a non-empty name without wildcards, got {stack!r}")
+    region, account_id = _region(region), _account(account_id)
+    volume = _arn("volume_arn", volume_arn, "ec2", "volume/")
+    service = _arn("cloudmap_service_arn", cloudmap_service_arn, "servicediscovery", "service/")
+    zone_id = _check(
+        "hosted_zone_id",
+        hosted_zone_id.removeprefix("/hostedzone/") if isinstance(hosted_zone_id, str) else hosted_zone_id,
+        _HOSTED_ZONE_RE,
+        "a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ",
+    )
+    parameters = _arns("parameter_arns", parameter_arns, "ssm", "parameter/")
+    bucket = _arn("bundle_bucket_arn", bundle_bucket_arn, "s3")
+    if "/" in bucket:
+        raise ValueError(f"bundle_bucket_arn must be a bucket ARN, not an object ARN, got {bucket!r}")
+    instances = f"arn:{PARTITION}:ec2:{region}:{account_id}:instance/*"
+    snapshots = f"arn:{PARTITION}:ec2:{region}::snapshot/*"
+    volume_actions = ["ec2:AttachVolume", "ec2:DetachVolume"]
+
+    return _document(
+        # The data volume: attach/detach only this volume, and only to/from instances of this stack. AttachVolume
+        # authorizes the volume and the instance separately, so the two may come from two statements.
+        _statement("AttachDetachOnlyStackDataVolume", volume_actions, volume),
+        _statement(
+            "AttachDetachOnlyOnStackInstances",
+            volume_actions,
+            instances,
+            {"StringEquals": {f"aws:ResourceTag/{STACK_TAG_KEY}": stack}},
+        ),
+        _describe_ec2(region, ["ec2:DescribeInstances", "ec2:DescribeVolumes"]),
+        # The snapshot at the Spot warning: only of this volume, and the new snapshot must carry the stack tag
+        # (aws:RequestTag is about the tags the request puts on the new snapshot, so it conditions the snapshot).
+        _statement("SnapshotOnlyStackDataVolume", ["ec2:CreateSnapshot"], volume),
+        _statement(
+            "CreateOnlyStackTaggedSnapshots",
+            ["ec2:CreateSnapshot"],
+            snapshots,
+            {"StringEquals": {f"aws:RequestTag/{STACK_TAG_KEY}": stack}},
+        ),
+        _statement(
+            "TagSnapshotsOnlyWhenCreating",
+            ["ec2:CreateTags"],
+            snapshots,
+            {"StringEquals": {"ec2:CreateAction": "CreateSnapshot"}},
+        ),
+        # Cloud Map: register/deregister only in the stack's service; Cloud Map writes the records in the
+        # namespace's hosted zone with the caller's permissions.
+        _statement(
+            "RegisterOnlyInStackCloudMapService",
+            ["servicediscovery:RegisterInstance", "servicediscovery:DeregisterInstance"],
+            service,
+        ),
+        _statement(
+            "ChangeRecordsOnlyInStackNamespaceZone",
+            ["route53:ChangeResourceRecordSets"],
+            f"arn:{PARTITION}:route53:::hostedzone/{zone_id}",
+        ),
+        _statement("PollCloudMapOperationsNoResourceLevelPermissions", ["servicediscovery:GetOperation"], "*"),
+        # Settings and secrets: only the stack's parameters.
+        _statement("ReadOnlyStackParameters", ["ssm:GetParameter", "ssm:GetParameters"], parameters),
+        _decrypt_parameters_via_ssm(region, account_id),
+        _statement("ReadOnlyAnsibleBundles", ["s3:GetObject"], f"{bucket}/bundles/*"),
+        _put_spot_redis_events(region, account_id),
+    )
+
+
+def notify_policy(
+    *,
+    log_group_arn: str,
+    table_arn: str,
+    slack_parameter_arn: str,
+    topic_arn: str,
+    region: str,
+    account_id: str,
+) -> str:
+    """The notify Lambda's role: Slack (webhook from SSM), SNS fallback, idempotency table."""
+    region, account_id = _region(region), _account(account_id)
+    return _document(
+        _write_own_logs(log_group_arn),
+        _use_table(table_arn),
+        _statement(
+            "ReadOnlySlackWebhookParameter",
+            ["ssm:GetParameter"],
+            _arn("slack_parameter_arn", slack_parameter_arn, "ssm", "parameter/"),
+        ),
+        _decrypt_parameters_via_ssm(region, account_id),
+        _statement("PublishOnlyToFallbackTopic", ["sns:Publish"], _arn("topic_arn", topic_arn, "sns")),
+        _describe_ec2(region, ["ec2:DescribeInstances", "ec2:DescribeTags"]),
+        _statement(
+            "DescribeScalingActivitiesNoResourceLevelPermissions",
+            ["autoscaling:DescribeScalingActivities"],
+            "*",
+        ),
+    )
+
+
+def warmup_policy(
+    *,
+    log_group_arn: str,
+    table_arn: str,
+    cluster_arn: str,
+    task_definition_family_arn: str,
+    pass_role_arns: list[str],
+    region: str,
+    account_id: str,
+) -> str:
+    """The warm-up Lambda's role: run the warm-up task (any revision of its family) in the stack's cluster."""
+    region, account_id = _region(region), _account(account_id)
+    cluster = _arn("cluster_arn", cluster_arn, "ecs", "cluster/")
+    cluster_name = cluster.split(":", 5)[5].removeprefix("cluster/")
+    # Accept the family ARN with or without a revision; every revision of the family may run.
+    family = _arn("task_definition_family_arn", task_definition_family_arn, "ecs", "task-definition/")
+    family = re.sub(r":\d+$", "", family)
+    in_cluster = {"ArnEquals": {"ecs:cluster": cluster}}
+    return _document(
+        _write_own_logs(log_group_arn),
+        _use_table(table_arn),
+        _describe_ec2(region, ["ec2:DescribeInstances"]),
+        _statement("RunOnlyWarmupTaskInStackCluster", ["ecs:RunTask"], f"{family}:*", in_cluster),
+        _statement(
+            "DescribeOnlyTasksInStackCluster",
+            ["ecs:DescribeTasks"],
+            f"arn:{PARTITION}:ecs:{region}:{account_id}:task/{cluster_name}/*",
+            in_cluster,
+        ),
+        _statement(
+            "PassOnlyWarmupTaskRolesToEcsTasks",
+            ["iam:PassRole"],
+            _arns("pass_role_arns", pass_role_arns, "iam", "role/"),
+            {"StringEquals": {"iam:PassedToService": ECS_TASKS_SERVICE}},
+        ),
+        _put_spot_redis_events(region, account_id),
+    )
+
+
+def task_execution_policy(*, app_password_parameter_arn: str, region: str, account_id: str) -> str:
+    """The warm-up task's execution role (beside AmazonECSTaskExecutionRolePolicy): inject the app password."""
+    region, account_id = _region(region), _account(account_id)
+    return _document(
+        _statement(
+            "ReadOnlyAppPasswordParameter",
+            ["ssm:GetParameters"],
+            _arn("app_password_parameter_arn", app_password_parameter_arn, "ssm", "parameter/"),
+        ),
+        _decrypt_parameters_via_ssm(region, account_id),
+    )
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> str:
+    """Bucket policy of the Ansible bundle bucket: refuse every request that does not use TLS."""
+    bucket = _arn("bucket_arn", bucket_arn, "s3")
+    if "/" in bucket:
+        raise ValueError(f"bucket_arn must be a bucket ARN, not an object ARN, got {bucket!r}")
+    return _document(
+        {
+            "Sid": "DenyRequestsWithoutTls",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket, f"{bucket}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    )
