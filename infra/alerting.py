@@ -1,0 +1,291 @@
+"""The path that does not depend on the host: EventBridge rules → Lambdas → Slack (SNS e-mail as the fallback),
+and the warm-up batch started after data loss. The Lambdas' code is whatever `lambdas/<name>/` holds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import event_patterns, iam_documents
+from infra.component import Concern
+from infra.config import StackConfig
+
+LAMBDA_RUNTIME = "python3.13"
+SHARED_CODE = "common"
+SKIPPED = {"__pycache__", ".pytest_cache"}
+
+
+def lambda_files(repo_root: Path, function: str) -> dict[str, Path]:
+    """A function's package: its own folder at the root of the zip, and lambdas/common/ as the package `common`."""
+    lambdas = repo_root / "lambdas"
+    files = {}
+    for source, prefix in ((lambdas / function, ""), (lambdas / SHARED_CODE, f"{SHARED_CODE}/")):
+        if not source.is_dir():
+            continue
+        for path in sorted(source.rglob("*")):
+            relative = path.relative_to(source)
+            if path.is_file() and not SKIPPED.intersection(relative.parts) and path.suffix != ".pyc":
+                files[prefix + relative.as_posix()] = path
+    return files
+
+
+def powertools_layer(config: StackConfig) -> str:
+    """The AWS-managed Powertools for AWS Lambda (Python) layer for the functions' runtime and architecture."""
+    runtime = LAMBDA_RUNTIME.replace(".", "")
+    return (
+        f"arn:aws:lambda:{config.region}:017000801446:layer:"
+        f"AWSLambdaPowertoolsPythonV3-{runtime}-arm64:{config.powertools_layer_version}"
+    )
+
+
+def work_hours_text(config: StackConfig) -> str:
+    """WORK_HOURS for the warm-up function, e.g. `Mon-Fri 09:00-19:00 Asia/Tokyo`; empty when always on."""
+    hours = config.working_hours
+    if hours is None:
+        return ""
+    names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    days = ",".join(names[day - 1] for day in hours.days)
+    return f"{days} {hours.start:%H:%M}-{hours.end:%H:%M} {hours.time_zone}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    pattern: pulumi.Input[str]
+
+
+class Alerting(Concern):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        *,
+        repo_root: Path,
+        account_id: pulumi.Input[str],
+        asg_name: pulumi.Input[str],
+        snapshot_policy_arn: pulumi.Input[str],
+        slack_parameter: aws.ssm.Parameter,
+        cluster_arn: pulumi.Input[str],
+        task_family: str,
+        task_definition_arn: pulumi.Input[str],
+        pass_role_arns: list[pulumi.Input[str]],
+        subnet_ids: list[str],
+        security_group_ids: list[pulumi.Input[str]],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("Alerting", name, config, opts)
+        self.repo_root = repo_root
+        self.account_id = account_id
+        self._idempotency_table(name)
+        self._fallback_topic(name)
+        common_environment = {"STACK_NAME": config.stack, "IDEMPOTENCY_TABLE": self.table.name}
+
+        self.notify = self._function(
+            "notify",
+            description="Tells the team on Slack what happened to the Spot Redis host (SNS e-mail if Slack fails)",
+            timeout=60,
+            environment={
+                **common_environment,
+                "SLACK_WEBHOOK_PARAM": slack_parameter.name,
+                "FALLBACK_TOPIC_ARN": self.topic.arn,
+            },
+            policy=lambda log_group_arn: pulumi.Output.all(
+                log_group_arn, self.table.arn, slack_parameter.arn, self.topic.arn, account_id
+            ).apply(
+                lambda values: iam_documents.notify_policy(
+                    log_group_arn=values[0],
+                    table_arn=values[1],
+                    slack_parameter_arn=values[2],
+                    topic_arn=values[3],
+                    region=config.region,
+                    account_id=values[4],
+                )
+            ),
+        )
+        task_family_arn = pulumi.Output.from_input(account_id).apply(
+            lambda account: f"arn:aws:ecs:{config.region}:{account}:task-definition/{task_family}"
+        )
+        self.warmup = self._function(
+            "warmup",
+            description="Starts the cache warm-up batch when the host came up without its data",
+            timeout=30,
+            environment={
+                **common_environment,
+                "CLUSTER_ARN": cluster_arn,
+                "TASK_DEFINITION_ARN": task_definition_arn,
+                "SUBNET_IDS": ",".join(subnet_ids),
+                "SECURITY_GROUP_IDS": pulumi.Output.all(*security_group_ids).apply(",".join),
+                "WORK_HOURS": work_hours_text(config),
+            },
+            policy=lambda log_group_arn: pulumi.Output.all(
+                log_group_arn, self.table.arn, cluster_arn, task_family_arn, account_id, *pass_role_arns
+            ).apply(
+                lambda values: iam_documents.warmup_policy(
+                    log_group_arn=values[0],
+                    table_arn=values[1],
+                    cluster_arn=values[2],
+                    task_definition_family_arn=values[3],
+                    pass_role_arns=list(values[5:]),
+                    region=config.region,
+                    account_id=values[4],
+                )
+            ),
+        )
+
+        stack = config.stack
+        for rule in (
+            Rule(
+                "spot-warnings",
+                "Spot interruption warnings and rebalance recommendations",
+                json.dumps(event_patterns.spot_warnings()),
+            ),
+            Rule("instance-states", "Instance state changes", json.dumps(event_patterns.instance_state_changes())),
+            Rule(
+                "launch-failures",
+                "The Auto Scaling group could not launch the host",
+                pulumi.Output.from_input(asg_name).apply(lambda n: json.dumps(event_patterns.launch_failures(n))),
+            ),
+            Rule("snapshot-failures", "EBS snapshot failures", json.dumps(event_patterns.snapshot_failures())),
+            Rule(
+                "dlm-errors",
+                "The snapshot policy is in error",
+                pulumi.Output.from_input(snapshot_policy_arn).apply(
+                    lambda arn: json.dumps(event_patterns.dlm_policy_errors(arn))
+                ),
+            ),
+            Rule(
+                "stack-events",
+                "What the host reports: dataset restored or empty, warm-up started or finished",
+                json.dumps(event_patterns.stack_events(stack)),
+            ),
+        ):
+            self._route(rule, self.notify)
+        for rule in (
+            Rule(
+                "dataset-events",
+                "The host came up with an empty or old dataset",
+                json.dumps(event_patterns.dataset_events(stack)),
+            ),
+            Rule(
+                "warmup-stopped",
+                "The warm-up task stopped",
+                pulumi.Output.from_input(cluster_arn).apply(
+                    lambda arn: json.dumps(event_patterns.warmup_task_stopped(arn, task_family))
+                ),
+            ),
+        ):
+            self._route(rule, self.warmup)
+        self.register_outputs(
+            {"notify_function": self.notify.name, "warmup_function": self.warmup.name, "topic_arn": self.topic.arn}
+        )
+
+    def _idempotency_table(self, name: str) -> None:
+        # aws-lambda-powertools Idempotency's default key schema: partition key `id`, TTL attribute `expiration`.
+        self.table = aws.dynamodb.Table(
+            f"{name}-idempotency",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key="id",
+            attributes=[{"name": "id", "type": "S"}],
+            ttl={"attribute_name": "expiration", "enabled": True},
+            server_side_encryption={"enabled": True},
+            tags=self.tags("idempotency"),
+            opts=self.child,
+        )
+
+    def _fallback_topic(self, name: str) -> None:
+        self.topic = aws.sns.Topic(
+            f"{name}-fallback",
+            display_name=f"spot-redis {self.config.stack}",
+            kms_master_key_id="alias/aws/sns",
+            tags=self.tags("fallback"),
+            opts=self.child,
+        )
+        if self.config.alert_email:
+            aws.sns.TopicSubscription(
+                f"{name}-fallback-email",
+                topic=self.topic.arn,
+                protocol="email",
+                endpoint=self.config.alert_email,
+                opts=self.child,
+            )
+
+    def _function(
+        self,
+        function: str,
+        *,
+        description: str,
+        timeout: int,
+        environment: dict[str, pulumi.Input[str]],
+        policy: Callable[[pulumi.Output[str]], pulumi.Output[str]],
+    ) -> aws.lambda_.Function:
+        config = self.config
+        function_name = self.physical_name(function)
+        log_group = aws.cloudwatch.LogGroup(
+            f"{function}-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=config.log_retention_days,
+            tags=self.tags(f"{function}-logs"),
+            opts=self.child,
+        )
+        role = aws.iam.Role(
+            f"{function}-role",
+            assume_role_policy=iam_documents.assume_role_policy("lambda.amazonaws.com"),
+            description=f"The {function} Lambda of spot-redis {config.stack}",
+            tags=self.tags(function),
+            opts=self.child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{function}-policy", role=role.id, policy=policy(log_group.arn), opts=self.child
+        )
+        files = lambda_files(self.repo_root, function)
+        if "app.py" not in files:
+            pulumi.log.warn(f"lambdas/{function}/app.py is missing: the {function} function will fail until it exists")
+        return aws.lambda_.Function(
+            f"{function}-function",
+            name=function_name,
+            description=description,
+            runtime=LAMBDA_RUNTIME,
+            architectures=["arm64"],
+            handler="app.handler",
+            code=pulumi.AssetArchive({path: pulumi.FileAsset(str(file)) for path, file in files.items()}),
+            layers=[powertools_layer(config)],
+            role=role.arn,
+            timeout=timeout,
+            memory_size=256,
+            environment={"variables": environment},
+            logging_config={"log_format": "JSON", "log_group": log_group.name},
+            tags=self.tags(function),
+            # The role's permissions must exist before the function first runs.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
+        )
+
+    def _route(self, rule: Rule, function: aws.lambda_.Function) -> None:
+        event_rule = aws.cloudwatch.EventRule(
+            rule.name,
+            name=self.physical_name(rule.name),
+            description=rule.description,
+            event_pattern=rule.pattern,
+            tags=self.tags(rule.name),
+            opts=self.child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{rule.name}-target",
+            rule=event_rule.name,
+            arn=function.arn,
+            retry_policy={"maximum_event_age_in_seconds": 3600, "maximum_retry_attempts": 10},
+            opts=self.child,
+        )
+        aws.lambda_.Permission(
+            f"{rule.name}-invoke",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="events.amazonaws.com",
+            source_arn=event_rule.arn,
+            opts=self.child,
+        )

@@ -1,0 +1,190 @@
+"""The Spot host: its IAM role, the launch template that bootstraps it, and the Auto Scaling group that keeps it."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam_documents
+from infra.bootstrap import HostSettings, ansible_core_pin, render_user_data
+from infra.component import Concern
+from infra.config import StackConfig
+from infra.schedule import asg_recurrences
+
+SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+DATA_MOUNT = "/srv/redis"  # the redis role's redis_data_dir
+ROOT_VOLUME_GIB = 8
+
+
+def debian_ami(architecture: str) -> str:
+    """Debian 12's current AMI, resolved by EC2 at launch from Debian's public SSM parameter (no invoke, no pinning)."""
+    return f"resolve:ssm:/aws/service/debian/release/12/latest/{'arm64' if architecture == 'arm64' else 'amd64'}"
+
+
+def asg_tags(tags: dict[str, str]) -> list[dict]:
+    """The Auto Scaling group's tags, propagated to the instances it launches (the Lambdas look for them)."""
+    return [{"key": key, "value": value, "propagate_at_launch": True} for key, value in sorted(tags.items())]
+
+
+def mixed_instances_policy(instance_types: tuple[str, ...], launch_template_id: pulumi.Input[str]) -> dict:
+    """100% Spot over several instance types: no on-demand base, no on-demand share above it."""
+    return {
+        "instances_distribution": {
+            "on_demand_base_capacity": 0,
+            "on_demand_percentage_above_base_capacity": 0,
+            "spot_allocation_strategy": "price-capacity-optimized",
+        },
+        "launch_template": {
+            "launch_template_specification": {"launch_template_id": launch_template_id, "version": "$Latest"},
+            "overrides": [{"instance_type": instance_type} for instance_type in instance_types],
+        },
+    }
+
+
+class SpotHost(Concern):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        *,
+        repo_root: Path,
+        account_id: pulumi.Input[str],
+        security_group_id: pulumi.Input[str],
+        volume: aws.ebs.Volume,
+        bundle_bucket: aws.s3.Bucket,
+        bundle_key: str,
+        parameter_arns: pulumi.Input[list[str]],
+        redis_service: aws.servicediscovery.Service,
+        namespace: aws.servicediscovery.PrivateDnsNamespace,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("SpotHost", name, config, opts)
+        self._role(name, account_id, volume, bundle_bucket, parameter_arns, redis_service, namespace)
+        settings = pulumi.Output.all(volume.id, bundle_bucket.id, redis_service.id).apply(
+            lambda values: HostSettings(
+                stack=config.stack,
+                region=config.region,
+                data_volume_id=values[0],
+                data_mount=DATA_MOUNT,
+                bundle_bucket=values[1],
+                bundle_key=bundle_key,
+                parameter_prefix=config.parameter_prefix,
+                cloudmap_service_id=values[2],
+                ansible_core_version=ansible_core_pin((repo_root / "requirements.txt").read_text()),
+                admin_cidrs=config.admin_cidrs,
+                redis_allowed_cidrs=config.redis_allowed_cidrs,
+            )
+        )
+        self.user_data = settings.apply(render_user_data)
+        self._launch_template(name, security_group_id)
+        self._auto_scaling_group(name)
+        self.register_outputs({"asg_name": self.group.name, "launch_template_id": self.launch_template.id})
+
+    def _role(self, name, account_id, volume, bundle_bucket, parameter_arns, redis_service, namespace) -> None:
+        config = self.config
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=iam_documents.assume_role_policy("ec2.amazonaws.com"),
+            description="The spot-redis host: its data volume, its parameters, its bundle, its Cloud Map record",
+            tags=self.tags("host"),
+            opts=self.child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm-core", role=self.role.name, policy_arn=SSM_CORE_POLICY, opts=self.child
+        )
+        self.policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=self.role.id,
+            policy=pulumi.Output.all(
+                account_id, volume.arn, redis_service.arn, namespace.hosted_zone, parameter_arns, bundle_bucket.arn
+            ).apply(
+                lambda values: iam_documents.host_policy(
+                    stack=config.stack,
+                    region=config.region,
+                    account_id=values[0],
+                    volume_arn=values[1],
+                    cloudmap_service_arn=values[2],
+                    hosted_zone_id=values[3],
+                    parameter_arns=values[4],
+                    bundle_bucket_arn=values[5],
+                )
+            ),
+            opts=self.child,
+        )
+        self.instance_profile = aws.iam.InstanceProfile(
+            f"{name}-profile", role=self.role.name, tags=self.tags("host"), opts=self.child
+        )
+
+    def _launch_template(self, name: str, security_group_id: pulumi.Input[str]) -> None:
+        config = self.config
+        tags = self.tags("redis")
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-template",
+            description=f"spot-redis {config.stack}: Debian 12, configured at boot by the repository's Ansible",
+            image_id=debian_ami(config.architecture),
+            iam_instance_profile={"arn": self.instance_profile.arn},
+            vpc_security_group_ids=[security_group_id],
+            key_name=config.key_name,
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                "http_put_response_hop_limit": 1,
+                "instance_metadata_tags": "enabled",
+            },
+            block_device_mappings=[
+                {
+                    "device_name": "/dev/xvda",
+                    "ebs": {
+                        "volume_size": ROOT_VOLUME_GIB,
+                        "volume_type": "gp3",
+                        "encrypted": "true",
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
+            user_data=self.user_data.apply(lambda text: base64.b64encode(text.encode()).decode()),
+            tag_specifications=[
+                {"resource_type": "instance", "tags": tags},
+                {"resource_type": "volume", "tags": tags},
+            ],
+            update_default_version=True,
+            tags=tags,
+            opts=self.child,
+        )
+
+    def _auto_scaling_group(self, name: str) -> None:
+        config = self.config
+        always_on = config.working_hours is None
+        self.group = aws.autoscaling.Group(
+            f"{name}-group",
+            name=self.physical_name("redis"),
+            min_size=0,
+            max_size=1,
+            # Working hours: the scheduled actions own the desired capacity; `pulumi up` must not reset it.
+            desired_capacity=1 if always_on else None,
+            vpc_zone_identifiers=[config.subnet_id],
+            capacity_rebalance=True,
+            health_check_type="EC2",
+            health_check_grace_period=300,
+            mixed_instances_policy=mixed_instances_policy(config.instance_types, self.launch_template.id),
+            tags=asg_tags(self.tags("redis")),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if always_on else ["desiredCapacity"]),
+        )
+        if always_on:
+            return
+        start, stop = asg_recurrences(config.working_hours)
+        for action, recurrence, desired in (("start", start, 1), ("stop", stop, 0)):
+            aws.autoscaling.Schedule(
+                f"{name}-{action}",
+                scheduled_action_name=f"working-hours-{action}",
+                autoscaling_group_name=self.group.name,
+                recurrence=recurrence,
+                time_zone=config.working_hours.time_zone,
+                min_size=0,
+                max_size=1,
+                desired_capacity=desired,
+                opts=self.child,
+            )

@@ -1,0 +1,206 @@
+"""Where the team's tasks run and how they find Redis: ECS (Fargate Spot), Cloud Map, ECR, the warm-up task."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam_documents
+from infra.component import Concern
+from infra.config import REDIS_PORT, StackConfig
+
+TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+DNS_TTL_SECONDS = 10  # a replacement host's address is seen within seconds
+WARMUP_CONTAINER = "warmup"
+
+
+def ecr_lifecycle_policy() -> str:
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": "Untagged layers go after a week",
+                    "selection": {
+                        "tagStatus": "untagged",
+                        "countType": "sinceImagePushed",
+                        "countUnit": "days",
+                        "countNumber": 7,
+                    },
+                    "action": {"type": "expire"},
+                },
+                {
+                    "rulePriority": 2,
+                    "description": "Keep the 20 newest images",
+                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20},
+                    "action": {"type": "expire"},
+                },
+            ]
+        }
+    )
+
+
+def warmup_container(config: StackConfig, *, image: str, password_parameter_arn: str, log_group: str) -> str:
+    """The warm-up batch's container: it reaches Redis by name as the application user, the password from SSM."""
+    return json.dumps(
+        [
+            {
+                "name": WARMUP_CONTAINER,
+                "image": image,
+                "essential": True,
+                "readonlyRootFilesystem": True,
+                "environment": [
+                    {"name": "REDIS_HOST", "value": config.redis_dns_name},
+                    {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
+                    {"name": "REDIS_USER", "value": "app"},
+                ],
+                "secrets": [{"name": "REDIS_PASSWORD", "valueFrom": password_parameter_arn}],
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": log_group,
+                        "awslogs-region": config.region,
+                        "awslogs-stream-prefix": WARMUP_CONTAINER,
+                    },
+                },
+            }
+        ]
+    )
+
+
+class Platform(Concern):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        *,
+        app_password_parameter: aws.ssm.Parameter,
+        account_id: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("Platform", name, config, opts)
+        self._service_discovery(name)
+        self._cluster(name)
+        self._warmup_task(name, app_password_parameter, account_id)
+        self.register_outputs(
+            {
+                "cluster_arn": self.cluster.arn,
+                "redis_service_id": self.redis_service.id,
+                "repository_url": self.repository.repository_url,
+                "warmup_task_definition_arn": self.task_definition.arn,
+            }
+        )
+
+    def _service_discovery(self, name: str) -> None:
+        self.namespace = aws.servicediscovery.PrivateDnsNamespace(
+            f"{name}-namespace",
+            name=self.config.namespace,
+            vpc=self.config.vpc_id,
+            description=f"spot-redis {self.config.stack}: redis.{self.config.namespace}",
+            tags=self.tags("namespace"),
+            opts=self.child,
+        )
+        self.redis_service = aws.servicediscovery.Service(
+            f"{name}-redis",
+            name="redis",
+            dns_config={
+                "namespace_id": self.namespace.id,
+                "dns_records": [{"type": "A", "ttl": DNS_TTL_SECONDS}],
+                "routing_policy": "MULTIVALUE",
+            },
+            force_destroy=True,  # the host's registration must not block a teardown
+            tags=self.tags("redis-service"),
+            opts=self.child,
+        )
+
+    def _cluster(self, name: str) -> None:
+        self.cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            name=self.physical_name("batch"),
+            settings=[{"name": "containerInsights", "value": "disabled"}],
+            tags=self.tags("batch"),
+            opts=self.child,
+        )
+        aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity",
+            cluster_name=self.cluster.name,
+            capacity_providers=["FARGATE_SPOT", "FARGATE"],
+            default_capacity_provider_strategies=[{"capacity_provider": "FARGATE_SPOT", "weight": 1}],
+            opts=self.child,
+        )
+        self.repository = aws.ecr.Repository(
+            f"{name}-warmup-images",
+            name=self.physical_name("warmup"),
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "AES256"}],
+            tags=self.tags("warmup-images"),
+            opts=self.child,
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-warmup-images-lifecycle",
+            repository=self.repository.name,
+            policy=ecr_lifecycle_policy(),
+            opts=self.child,
+        )
+
+    def _warmup_task(self, name: str, app_password: aws.ssm.Parameter, account_id: pulumi.Input[str]) -> None:
+        config = self.config
+        self.task_log_group = aws.cloudwatch.LogGroup(
+            f"{name}-warmup-logs",
+            name=f"/spot-redis/{config.stack}/warmup",
+            retention_in_days=config.log_retention_days,
+            tags=self.tags("warmup-logs"),
+            opts=self.child,
+        )
+        self.execution_role = aws.iam.Role(
+            f"{name}-warmup-execution",
+            assume_role_policy=iam_documents.assume_role_policy("ecs-tasks.amazonaws.com"),
+            description="Pulls the warm-up image, writes its logs, reads the application's Redis password",
+            tags=self.tags("warmup-execution"),
+            opts=self.child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-warmup-execution-managed",
+            role=self.execution_role.name,
+            policy_arn=TASK_EXECUTION_POLICY,
+            opts=self.child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-warmup-execution-secrets",
+            role=self.execution_role.id,
+            policy=pulumi.Output.all(app_password.arn, account_id).apply(
+                lambda values: iam_documents.task_execution_policy(
+                    app_password_parameter_arn=values[0], region=config.region, account_id=values[1]
+                )
+            ),
+            opts=self.child,
+        )
+        self.task_family = self.physical_name("warmup")
+        self.task_definition = aws.ecs.TaskDefinition(
+            f"{name}-warmup-task",
+            family=self.task_family,
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu="256",
+            memory="512",
+            runtime_platform={
+                "operating_system_family": "LINUX",
+                "cpu_architecture": "ARM64" if config.architecture == "arm64" else "X86_64",
+            },
+            execution_role_arn=self.execution_role.arn,
+            container_definitions=pulumi.Output.all(
+                self.repository.repository_url, app_password.arn, self.task_log_group.name
+            ).apply(
+                lambda values: warmup_container(
+                    config,
+                    image=f"{values[0]}:{config.warmup_image_tag}",
+                    password_parameter_arn=values[1],
+                    log_group=values[2],
+                )
+            ),
+            tags=self.tags("warmup-task"),
+            opts=self.child,
+        )

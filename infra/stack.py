@@ -1,0 +1,75 @@
+"""The whole stack: configuration first (a bad value stops everything), then one component per concern."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.alerting import Alerting
+from infra.bundle import AnsibleBundle
+from infra.compute import SpotHost
+from infra.config import load_config, load_secrets
+from infra.network import SecurityGroups
+from infra.parameters import Parameters
+from infra.platform import Platform
+from infra.storage import DataVolume
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build(repo_root: Path = REPO_ROOT) -> dict[str, pulumi.Input]:
+    """Declare the stack; returns its outputs (also exported) so that tests can resolve them."""
+    config = load_config()
+    secrets = load_secrets()
+    account_id = aws.get_caller_identity_output().account_id
+
+    network = SecurityGroups("network", config)
+    data = DataVolume("data", config)
+    parameters = Parameters("parameters", config, secrets)
+    bundle = AnsibleBundle("bundle", config, repo_root)
+    platform = Platform(
+        "platform", config, app_password_parameter=parameters.parameters["redis-app-password"], account_id=account_id
+    )
+    host = SpotHost(
+        "host",
+        config,
+        repo_root=repo_root,
+        account_id=account_id,
+        security_group_id=network.host.id,
+        volume=data.volume,
+        bundle_bucket=bundle.bucket,
+        bundle_key=bundle.key,
+        parameter_arns=parameters.arns,
+        redis_service=platform.redis_service,
+        namespace=platform.namespace,
+    )
+    Alerting(
+        "alerting",
+        config,
+        repo_root=repo_root,
+        account_id=account_id,
+        asg_name=host.group.name,
+        snapshot_policy_arn=data.snapshots.arn,
+        slack_parameter=parameters.parameters["slack-webhook-url"],
+        cluster_arn=platform.cluster.arn,
+        task_family=platform.task_family,
+        task_definition_arn=platform.task_definition.arn,
+        pass_role_arns=[platform.execution_role.arn],
+        subnet_ids=[config.subnet_id],
+        security_group_ids=[network.warmup.id],
+    )
+
+    outputs = {
+        "redisDnsName": config.redis_dns_name,
+        "asgName": host.group.name,
+        "dataVolumeId": data.volume.id,
+        "parameterNames": parameters.names,
+        "bundleBucket": bundle.bucket.id,
+        "clusterName": platform.cluster.name,
+        "ecrRepositoryUrl": platform.repository.repository_url,
+    }
+    for name, value in outputs.items():
+        pulumi.export(name, value)
+    return outputs

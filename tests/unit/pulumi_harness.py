@@ -1,0 +1,201 @@
+"""Runs the Pulumi program under `pulumi.runtime.set_mocks` (preview=False) and records every resource it declares.
+
+The mocks answer as AWS would where the program reads a computed value back (ARNs, ids, names, the hosted zone),
+so that every `apply` callback runs; each resource is recorded with its resolved inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_CONFIG = REPO_ROOT / "Pulumi.example.yaml"
+STACK = "example"
+ACCOUNT = "123456789012"
+TEST_SECRETS = {
+    "spot-redis:slackWebhookUrl": "https://hooks.slack.com/services/T000TEST/B000TEST/secretslacktoken",
+    "spot-redis:heartbeatUrl": "https://hc-ping.com/0f0e0d0c-secret-heartbeat",
+}
+
+
+@dataclass
+class Resource:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.inputs.get("tags") or {}
+
+
+@dataclass
+class Run:
+    resources: list[Resource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def of_type(self, type_token: str) -> list[Resource]:
+        return [resource for resource in self.resources if resource.type == type_token]
+
+    def one(self, type_token: str, name: str | None = None) -> Resource:
+        matches = [r for r in self.of_type(type_token) if name is None or r.name == name]
+        assert len(matches) == 1, f"expected one {type_token} {name or ''}, found {[r.name for r in matches]}"
+        return matches[0]
+
+    def named(self, name: str) -> Resource:
+        matches = [resource for resource in self.resources if resource.name == name]
+        assert len(matches) == 1, f"expected one resource named {name}, found {len(matches)}"
+        return matches[0]
+
+    def custom(self) -> Iterator[Resource]:
+        """The cloud resources, without the program's own components."""
+        return (resource for resource in self.resources if not resource.type.startswith("spot-redis:"))
+
+
+def example_config() -> dict[str, Any]:
+    return yaml.safe_load(EXAMPLE_CONFIG.read_text())["config"]
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, run: Run, region: str):
+        self.run = run
+        self.region = region
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        resource_id, computed = _computed(args.typ, args.name, args.inputs, self.region)
+        outputs = {**args.inputs, **computed}
+        inputs = _unwrap_secrets(dict(args.inputs))
+        recorded_outputs = {**_unwrap_secrets(outputs), "id": resource_id}
+        self.run.resources.append(Resource(args.typ, args.name, inputs, recorded_outputs))
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":  # noqa: S105 - an invoke token, not a secret
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "userId": "AIDTEST",
+                "id": ACCOUNT,
+            }
+        raise AssertionError(f"unexpected invoke {args.token}: the program should need no other lookup")
+
+
+# How the Pulumi SDK marks a secret value on the wire.
+SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"  # noqa: S105 - a marker, not a secret
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if SECRET_SIGNATURE in value:
+            return _unwrap_secrets(value["value"])
+        return {key: _unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(item) for item in value]
+    return value
+
+
+def _computed(type_token: str, name: str, inputs: dict, region: str) -> tuple[str, dict]:
+    """What AWS computes for a resource: its id, ARN and the attributes the program reads back."""
+    physical = inputs.get("name") or f"{name}-generated"
+    service = type_token.split(":")[1].split("/")[0]
+    arn_prefix = f"arn:aws:{service}:{region}:{ACCOUNT}"
+    special = {
+        "aws:ebs/volume:Volume": (
+            "vol-0123456789abcdef0",
+            {"arn": f"arn:aws:ec2:{region}:{ACCOUNT}:volume/vol-0123456789abcdef0"},
+        ),
+        "aws:iam/role:Role": (physical, {"arn": f"arn:aws:iam::{ACCOUNT}:role/{physical}", "name": physical}),
+        "aws:iam/instanceProfile:InstanceProfile": (
+            physical,
+            {"arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/{physical}", "name": physical},
+        ),
+        "aws:s3/bucket:Bucket": (
+            "spot-redis-example-bucket0001",
+            {"arn": "arn:aws:s3:::spot-redis-example-bucket0001", "bucket": "spot-redis-example-bucket0001"},
+        ),
+        "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace": (
+            "ns-0123456789abcdef",
+            {"arn": f"{arn_prefix}:namespace/ns-0123456789abcdef", "hostedZone": "Z0123456789ABCDEFGHIJ"},
+        ),
+        "aws:servicediscovery/service:Service": (
+            "srv-0123456789abcdef",
+            {"arn": f"{arn_prefix}:service/srv-0123456789abcdef"},
+        ),
+        "aws:ecs/cluster:Cluster": (physical, {"arn": f"{arn_prefix}:cluster/{physical}", "name": physical}),
+        "aws:ecs/taskDefinition:TaskDefinition": (
+            inputs.get("family", name),
+            {"arn": f"{arn_prefix}:task-definition/{inputs.get('family')}:1", "revision": 1},
+        ),
+        "aws:ecr/repository:Repository": (
+            physical,
+            {
+                "arn": f"{arn_prefix}:repository/{physical}",
+                "repositoryUrl": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{physical}",
+            },
+        ),
+        "aws:ssm/parameter:Parameter": (physical, {"arn": f"{arn_prefix}:parameter{physical}"}),
+        "aws:cloudwatch/logGroup:LogGroup": (
+            physical,
+            {"arn": f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{physical}"},
+        ),
+        "aws:cloudwatch/eventRule:EventRule": (physical, {"arn": f"arn:aws:events:{region}:{ACCOUNT}:rule/{physical}"}),
+        "aws:lambda/function:Function": (physical, {"arn": f"arn:aws:lambda:{region}:{ACCOUNT}:function:{physical}"}),
+        "aws:dynamodb/table:Table": (physical, {"arn": f"{arn_prefix}:table/{physical}", "name": physical}),
+        "aws:sns/topic:Topic": (physical, {"arn": f"{arn_prefix}:{physical}"}),
+        "aws:dlm/lifecyclePolicy:LifecyclePolicy": (
+            "policy-0123456789abcdef0",
+            {"arn": f"{arn_prefix}:policy/policy-0123456789abcdef0"},
+        ),
+        "aws:autoscaling/group:Group": (
+            physical,
+            {"arn": f"{arn_prefix}:autoScalingGroup:uuid:autoScalingGroupName/{physical}", "name": physical},
+        ),
+        "aws:ec2/launchTemplate:LaunchTemplate": (
+            "lt-0123456789abcdef0",
+            {"arn": f"{arn_prefix}:launch-template/lt-0123456789abcdef0"},
+        ),
+        "aws:ec2/securityGroup:SecurityGroup": (f"sg-{abs(hash(name)) % 16**17:017x}", {}),
+        "random:index/randomPassword:RandomPassword": (name, {"result": f"generated-password-{name}"}),
+    }
+    resource_id, computed = special.get(type_token, (f"{name}-id", {}))
+    computed.setdefault("arn", f"{arn_prefix}:{physical}")
+    computed.setdefault("name", physical)
+    return resource_id, computed
+
+
+def run_program(overrides: dict[str, Any] | None = None, removed: tuple[str, ...] = (), **secrets: str) -> Run:
+    """Run infra.stack.build() with the example config (plus overrides, minus removed keys); raise what it raises."""
+    config = {**example_config(), **(overrides or {})}
+    for key in removed:
+        config.pop(key)
+    all_secrets = {**TEST_SECRETS, **{f"spot-redis:{key}": value for key, value in secrets.items()}}
+    run = Run()
+    pulumi.runtime.set_mocks(_Mocks(run, config["aws:region"]), project="spot-redis", stack=STACK, preview=False)
+    pulumi.runtime.set_all_config(
+        {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in {**config, **all_secrets}.items()
+        },
+        secret_keys=list(all_secrets),
+    )
+    from infra.stack import build
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output:
+        outputs = build()
+        return pulumi.Output.from_input(outputs).apply(run.outputs.update)
+
+    started = time.perf_counter()
+    program()
+    run.seconds = time.perf_counter() - started
+    return run

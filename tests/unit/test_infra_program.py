@@ -1,0 +1,408 @@
+"""The Pulumi program, run under mocks with Pulumi.example.yaml: what it declares, resource by resource."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from infra.config import ConfigError
+from infra.schedule import snapshot_crons, working_hours
+from tests.unit.pulumi_harness import ACCOUNT, STACK, TEST_SECRETS, Run, example_config, run_program
+
+STACK_TAG = {"spot-redis:stack": STACK}
+
+
+@pytest.fixture(scope="module")
+def run() -> Run:
+    return run_program()
+
+
+def by_name(run: Run, type_token: str) -> dict[str, dict]:
+    return {resource.name: resource.inputs for resource in run.of_type(type_token)}
+
+
+def ingress_rules(run: Run) -> list[dict]:
+    return [resource.inputs for resource in run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+
+
+def test_the_example_stack_declares_every_concern(run):
+    components = {resource.type for resource in run.resources if resource.type.startswith("spot-redis:")}
+    assert components == {
+        f"spot-redis:stack:{kind}"
+        for kind in ("SecurityGroups", "DataVolume", "Parameters", "AnsibleBundle", "Platform", "SpotHost", "Alerting")
+    }
+
+
+def test_stack_outputs(run):
+    outputs = run.outputs
+    assert outputs["redisDnsName"] == "redis.staging.internal"
+    assert outputs["asgName"] == "spot-redis-example-redis"
+    assert outputs["dataVolumeId"] == "vol-0123456789abcdef0"
+    assert outputs["parameterNames"]["redis-app-password"] == "/spot-redis/example/redis/app-password"
+    assert outputs["bundleBucket"] == "spot-redis-example-bucket0001"
+    assert outputs["clusterName"] == "spot-redis-example-batch"
+    assert outputs["ecrRepositoryUrl"].endswith(".amazonaws.com/spot-redis-example-warmup")
+
+
+# --- security groups -------------------------------------------------------------------------------------------
+
+
+def test_redis_port_admits_only_the_allowed_sources_and_the_warmup_task(run):
+    redis = [rule for rule in ingress_rules(run) if rule["fromPort"] == 6379]
+    sources = sorted(rule.get("cidrIpv4") or rule.get("referencedSecurityGroupId") for rule in redis)
+    warmup_group = run.named("example-warmup").outputs["id"]
+    assert sources == sorted(["10.20.0.0/16", "sg-0a1b2c3d4e5f60718", warmup_group])
+
+
+def test_monitoring_ports_admit_the_host_itself_and_admin_networks_only(run):
+    host_group = run.named("example-host").outputs["id"]
+    for port in (9090, 9093, 9100, 9121):
+        rules = [rule for rule in ingress_rules(run) if rule["fromPort"] == port]
+        sources = sorted(rule.get("cidrIpv4") or rule.get("referencedSecurityGroupId") for rule in rules)
+        assert sources == sorted(["10.99.0.0/24", host_group]), port
+
+
+def test_every_ingress_rule_is_on_the_host_group_and_one_port(run):
+    host_group = run.named("example-host").outputs["id"]
+    for rule in ingress_rules(run):
+        assert rule["securityGroupId"] == host_group
+        assert rule["fromPort"] == rule["toPort"]
+        assert rule["ipProtocol"] == "tcp"
+
+
+def test_egress_is_as_narrow_as_the_hosts_needs(run):
+    egress = run.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    host_group = run.named("example-host").outputs["id"]
+    warmup_group = run.named("example-warmup").outputs["id"]
+    host = sorted(rule.inputs["fromPort"] for rule in egress if rule.inputs["securityGroupId"] == host_group)
+    warmup = {
+        rule.inputs["fromPort"]: rule.inputs.get("referencedSecurityGroupId") or rule.inputs.get("cidrIpv4")
+        for rule in egress
+        if rule.inputs["securityGroupId"] == warmup_group
+    }
+    assert host == [80, 443]
+    assert warmup == {6379: host_group, 443: "0.0.0.0/0"}
+    for group in run.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        assert not group.inputs.get("ingress") and not group.inputs.get("egress"), "rules are separate resources"
+
+
+# --- the host ---------------------------------------------------------------------------------------------------
+
+
+def test_launch_template(run):
+    template = run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    assert template["imageId"] == "resolve:ssm:/aws/service/debian/release/12/latest/arm64"
+    assert template["metadataOptions"]["httpTokens"] == "required"
+    assert template["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    (root,) = template["blockDeviceMappings"]
+    assert root["ebs"]["encrypted"] == "true"
+    assert root["ebs"]["volumeType"] == "gp3"
+    assert template["iamInstanceProfile"]["arn"].startswith(f"arn:aws:iam::{ACCOUNT}:instance-profile/")
+    assert template["vpcSecurityGroupIds"] == [run.named("example-host").outputs["id"]]
+    assert {spec["resourceType"] for spec in template["tagSpecifications"]} == {"instance", "volume"}
+    assert all(spec["tags"]["spot-redis:stack"] == STACK for spec in template["tagSpecifications"])
+
+
+def user_data(run: Run) -> str:
+    return base64.b64decode(run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+
+
+def test_user_data_bootstraps_the_host_with_the_stacks_settings(run):
+    script = user_data(run)
+    bundle = run.one("aws:s3/bucketObjectv2:BucketObjectv2").inputs
+    assert script.startswith("#!/bin/bash")
+    for setting in (
+        "vol-0123456789abcdef0",
+        "spot-redis-example-bucket0001",
+        bundle["key"],
+        "srv-0123456789abcdef",
+        "/spot-redis/example",
+        "/srv/redis",
+        "10.99.0.0/24",
+    ):
+        assert setting in script, setting
+    for step in ("attach-volume", "ansible-playbook", "register-instance", "put-events"):
+        assert step in script, step
+
+
+def test_user_data_holds_no_secret(run):
+    script = user_data(run)
+    secrets = [*TEST_SECRETS.values()]
+    secrets += [password.outputs["result"] for password in run.of_type("random:index/randomPassword:RandomPassword")]
+    assert len(secrets) == 5
+    for secret in secrets:
+        assert secret not in script
+
+
+def test_auto_scaling_group_is_one_spot_host_in_the_one_subnet(run):
+    group = run.one("aws:autoscaling/group:Group").inputs
+    assert (group["minSize"], group["maxSize"]) == (0, 1)
+    assert "desiredCapacity" not in group, "the scheduled actions own the desired capacity"
+    assert group["vpcZoneIdentifiers"] == ["subnet-0a1b2c3d4e5f60718"]
+    assert group["capacityRebalance"] is True
+    policy = group["mixedInstancesPolicy"]
+    distribution = policy["instancesDistribution"]
+    assert distribution["onDemandBaseCapacity"] == 0
+    assert distribution["onDemandPercentageAboveBaseCapacity"] == 0
+    assert distribution["spotAllocationStrategy"] == "price-capacity-optimized"
+    overrides = [override["instanceType"] for override in policy["launchTemplate"]["overrides"]]
+    assert overrides == example_config()["spot-redis:instanceTypes"]
+    assert policy["launchTemplate"]["launchTemplateSpecification"]["launchTemplateId"] == "lt-0123456789abcdef0"
+    assert {"key": "spot-redis:stack", "value": STACK, "propagateAtLaunch": True} in group["tags"]
+
+
+def test_scheduled_actions_follow_working_hours_in_the_teams_time_zone(run):
+    actions = {
+        action["scheduledActionName"]: action for action in by_name(run, "aws:autoscaling/schedule:Schedule").values()
+    }
+    assert set(actions) == {"working-hours-start", "working-hours-stop"}
+    assert actions["working-hours-start"]["recurrence"] == "0 9 * * 1-5"
+    assert actions["working-hours-start"]["desiredCapacity"] == 1
+    assert actions["working-hours-stop"]["recurrence"] == "0 19 * * 1-5"
+    assert actions["working-hours-stop"]["desiredCapacity"] == 0
+    assert all(action["timeZone"] == "Asia/Tokyo" for action in actions.values())
+    assert all(action["autoscalingGroupName"] == "spot-redis-example-redis" for action in actions.values())
+
+
+def test_host_role_has_ssm_core_and_its_own_policy(run):
+    attachments = {a.inputs["policyArn"] for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" in attachments
+    policy = json.loads(run.named("host-policy").inputs["policy"])
+    resources = json.dumps(policy)
+    assert "vol-0123456789abcdef0" in resources
+    assert "srv-0123456789abcdef" in resources
+    assert "hostedzone/Z0123456789ABCDEFGHIJ" in resources
+    assert "arn:aws:s3:::spot-redis-example-bucket0001/bundles/*" in resources
+    for parameter in run.of_type("aws:ssm/parameter:Parameter"):
+        assert parameter.outputs["arn"] in resources
+    profile = run.one("aws:iam/instanceProfile:InstanceProfile").inputs
+    assert profile["role"] == run.named("host-role").outputs["name"]
+
+
+# --- data -------------------------------------------------------------------------------------------------------
+
+
+def test_data_volume_is_encrypted_gp3_in_the_subnets_zone(run):
+    volume = run.one("aws:ebs/volume:Volume").inputs
+    assert volume["encrypted"] is True
+    assert volume["type"] == "gp3"
+    assert volume["availabilityZone"] == "ap-northeast-1a"
+    assert volume["size"] == 20
+    assert volume["tags"]["spot-redis:volume"] == "example-data"
+
+
+def test_dlm_snapshots_the_data_volume_during_working_hours(run):
+    policy = run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").inputs
+    details = policy["policyDetails"]
+    assert details["resourceTypes"] == ["VOLUME"]
+    assert details["targetTags"] == {"spot-redis:volume": "example-data"}
+    expected = snapshot_crons(working_hours("Mon-Fri", "09:00", "19:00", "Asia/Tokyo"), 2)
+    assert [schedule["createRule"]["cronExpression"] for schedule in details["schedules"]] == expected
+    for schedule in details["schedules"]:
+        assert schedule["retainRule"]["count"] == 14
+        assert schedule["copyTags"] is True
+        assert schedule["tagsToAdd"] == {"spot-redis:snapshot-of": "example-data", **STACK_TAG}
+    assert policy["executionRoleArn"] == run.named("data-dlm").outputs["arn"]
+
+
+def test_parameters_are_secure_strings_under_the_stack_prefix(run):
+    parameters = {p.inputs["name"]: p.inputs for p in run.of_type("aws:ssm/parameter:Parameter")}
+    assert set(parameters) == {
+        "/spot-redis/example/redis/admin-password",
+        "/spot-redis/example/redis/app-password",
+        "/spot-redis/example/redis/monitor-password",
+        "/spot-redis/example/slack-webhook-url",
+        "/spot-redis/example/heartbeat-url",
+    }
+    assert all(p["type"] == "SecureString" for p in parameters.values())
+    assert parameters["/spot-redis/example/slack-webhook-url"]["value"] == TEST_SECRETS["spot-redis:slackWebhookUrl"]
+    passwords = {p["value"] for name, p in parameters.items() if "/redis/" in name}
+    assert len(passwords) == 3, "each user has its own generated password"
+
+
+def test_bundle_bucket_is_private_encrypted_versioned_and_tls_only(run):
+    block = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(
+        block[key] for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    encryption = run.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert encryption.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    versioning = run.one("aws:s3/bucketVersioning:BucketVersioning").inputs
+    assert versioning["versioningConfiguration"]["status"] == "Enabled"
+    policy = json.loads(run.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    assert any(
+        statement["Effect"] == "Deny" and statement["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+        for statement in policy["Statement"]
+    )
+    bundle = run.one("aws:s3/bucketObjectv2:BucketObjectv2").inputs
+    assert bundle["key"].startswith("bundles/ansible-") and bundle["key"].endswith(".zip")
+    assert bundle["bucket"] == "spot-redis-example-bucket0001"
+
+
+# --- platform ---------------------------------------------------------------------------------------------------
+
+
+def test_ecs_cluster_runs_on_fargate_spot(run):
+    providers = run.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders").inputs
+    assert providers["clusterName"] == "spot-redis-example-batch"
+    assert providers["defaultCapacityProviderStrategies"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+
+
+def test_cloud_map_names_redis_in_the_namespace(run):
+    namespace = run.one("aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace").inputs
+    assert namespace["name"] == "staging.internal"
+    assert namespace["vpc"] == "vpc-0a1b2c3d4e5f60718"
+    service = run.one("aws:servicediscovery/service:Service").inputs
+    assert service["name"] == "redis"
+    assert service["dnsConfig"]["namespaceId"] == "ns-0123456789abcdef"
+    (record,) = service["dnsConfig"]["dnsRecords"]
+    assert record["type"] == "A"
+    assert record["ttl"] <= 60
+
+
+def test_ecr_repository_scans_and_keeps_tags_immutable(run):
+    repository = run.one("aws:ecr/repository:Repository").inputs
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    assert repository["imageScanningConfiguration"]["scanOnPush"] is True
+    rules = json.loads(run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
+    assert {rule["selection"]["tagStatus"] for rule in rules} == {"untagged", "any"}
+
+
+def test_warmup_task_reaches_redis_by_name_with_the_app_password_from_ssm(run):
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    assert task["requiresCompatibilities"] == ["FARGATE"]
+    assert task["networkMode"] == "awsvpc"
+    assert task["runtimePlatform"]["cpuArchitecture"] == "ARM64"
+    (container,) = json.loads(task["containerDefinitions"])
+    environment = {item["name"]: item["value"] for item in container["environment"]}
+    assert environment["REDIS_HOST"] == "redis.staging.internal"
+    assert environment["REDIS_USER"] == "app"
+    assert container["image"].endswith("/spot-redis-example-warmup:v1")
+    (secret,) = container["secrets"]
+    assert secret["valueFrom"].endswith(":parameter/spot-redis/example/redis/app-password")
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "/spot-redis/example/warmup"
+
+
+# --- events and Lambdas -----------------------------------------------------------------------------------------
+
+EXPECTED_ROUTES = {
+    "spot-warnings": "notify",
+    "instance-states": "notify",
+    "launch-failures": "notify",
+    "snapshot-failures": "notify",
+    "dlm-errors": "notify",
+    "stack-events": "notify",
+    "dataset-events": "warmup",
+    "warmup-stopped": "warmup",
+}
+
+
+def test_each_rule_targets_the_right_lambda_with_an_invoke_permission(run):
+    rules = {rule.name: rule for rule in run.of_type("aws:cloudwatch/eventRule:EventRule")}
+    assert set(rules) == set(EXPECTED_ROUTES)
+    targets = {target.inputs["rule"]: target.inputs for target in run.of_type("aws:cloudwatch/eventTarget:EventTarget")}
+    permissions = {p.inputs["sourceArn"]: p.inputs for p in run.of_type("aws:lambda/permission:Permission")}
+    for name, function in EXPECTED_ROUTES.items():
+        rule = rules[name]
+        assert json.loads(rule.inputs["eventPattern"]), name
+        function_arn = run.named(f"{function}-function").outputs["arn"]
+        assert targets[rule.outputs["name"]]["arn"] == function_arn, name
+        permission = permissions[rule.outputs["arn"]]
+        assert permission["principal"] == "events.amazonaws.com"
+        assert permission["function"] == f"spot-redis-example-{function}"
+
+
+def test_patterns_are_narrowed_to_this_stack(run):
+    patterns = {
+        rule.name: json.loads(rule.inputs["eventPattern"]) for rule in run.of_type("aws:cloudwatch/eventRule:EventRule")
+    }
+    assert patterns["launch-failures"]["detail"]["AutoScalingGroupName"] == ["spot-redis-example-redis"]
+    assert patterns["dlm-errors"]["resources"] == [run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").outputs["arn"]]
+    assert patterns["stack-events"]["detail"]["stack"] == [STACK]
+    assert patterns["warmup-stopped"]["detail"]["clusterArn"] == [run.one("aws:ecs/cluster:Cluster").outputs["arn"]]
+
+
+def test_lambdas_get_their_configuration_from_the_environment(run):
+    notify = run.named("notify-function").inputs
+    warmup = run.named("warmup-function").inputs
+    table = run.one("aws:dynamodb/table:Table").outputs["name"]
+    assert notify["environment"]["variables"] == {
+        "STACK_NAME": STACK,
+        "IDEMPOTENCY_TABLE": table,
+        "SLACK_WEBHOOK_PARAM": "/spot-redis/example/slack-webhook-url",
+        "FALLBACK_TOPIC_ARN": run.one("aws:sns/topic:Topic").outputs["arn"],
+    }
+    variables = warmup["environment"]["variables"]
+    assert variables["CLUSTER_ARN"] == run.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    assert variables["TASK_DEFINITION_ARN"] == run.one("aws:ecs/taskDefinition:TaskDefinition").outputs["arn"]
+    assert variables["SUBNET_IDS"] == "subnet-0a1b2c3d4e5f60718"
+    assert variables["SECURITY_GROUP_IDS"] == run.named("example-warmup").outputs["id"]
+    assert variables["WORK_HOURS"] == "Mon,Tue,Wed,Thu,Fri 09:00-19:00 Asia/Tokyo"
+    for function in (notify, warmup):
+        assert function["handler"] == "app.handler"
+        assert function["architectures"] == ["arm64"]
+        assert "AWSLambdaPowertoolsPythonV3" in function["layers"][0]
+        assert function["loggingConfig"]["logGroup"] == f"/aws/lambda/{function['name']}"
+
+
+def test_idempotency_table_uses_powertools_default_key_schema_with_ttl(run):
+    table = run.one("aws:dynamodb/table:Table").inputs
+    assert table["hashKey"] == "id"
+    assert table["attributes"] == [{"name": "id", "type": "S"}]
+    assert table["ttl"] == {"attributeName": "expiration", "enabled": True}
+    assert table["billingMode"] == "PAY_PER_REQUEST"
+
+
+def test_fallback_topic_mails_the_team(run):
+    subscription = run.one("aws:sns/topicSubscription:TopicSubscription").inputs
+    assert subscription["protocol"] == "email"
+    assert subscription["endpoint"] == "redis-alerts@example.com"
+    assert subscription["topic"] == run.one("aws:sns/topic:Topic").outputs["arn"]
+
+
+# --- other stacks -----------------------------------------------------------------------------------------------
+
+
+def test_always_on_has_no_schedule_and_one_host():
+    run = run_program({"spot-redis:alwaysOn": True}, removed=("spot-redis:workingHours",))
+    assert not run.of_type("aws:autoscaling/schedule:Schedule")
+    assert run.one("aws:autoscaling/group:Group").inputs["desiredCapacity"] == 1
+    (schedule,) = run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").inputs["policyDetails"]["schedules"]
+    assert schedule["createRule"]["cronExpression"] == snapshot_crons(None, 2)[0]
+    assert run.named("warmup-function").inputs["environment"]["variables"]["WORK_HOURS"] == ""
+
+
+def test_a_team_west_of_utc_gets_two_snapshot_schedules():
+    hours = {"days": "Mon-Fri", "start": "09:00", "end": "18:00", "timeZone": "America/Los_Angeles"}
+    run = run_program({"spot-redis:workingHours": hours})
+    schedules = run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").inputs["policyDetails"]["schedules"]
+    assert [s["createRule"]["cronExpression"] for s in schedules] == snapshot_crons(
+        working_hours(**{"days": "Mon-Fri", "start": "09:00", "end": "18:00", "time_zone": "America/Los_Angeles"}), 2
+    )
+    assert len(schedules) == 2
+
+
+def test_x86_stack_uses_the_amd64_image_and_task():
+    run = run_program({"spot-redis:architecture": "x86_64", "spot-redis:instanceTypes": ["t3.small", "t3a.small"]})
+    assert run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["imageId"].endswith("/12/latest/amd64")
+    assert run.one("aws:ecs/taskDefinition:TaskDefinition").inputs["runtimePlatform"]["cpuArchitecture"] == "X86_64"
+
+
+def test_bad_config_stops_the_program_before_any_resource():
+    with pytest.raises(ConfigError, match="spot-redis:workingHours: unknown time zone 'Asia/Tokio'"):
+        run_program(
+            {"spot-redis:workingHours": {**example_config()["spot-redis:workingHours"], "timeZone": "Asia/Tokio"}}
+        )
+
+
+def test_a_misspelt_key_is_refused():
+    with pytest.raises(ConfigError, match="spot-redis:workingHour: unknown key"):
+        run_program({"spot-redis:workingHour": {"days": "Mon-Fri"}})
+
+
+def test_a_webhook_that_is_not_https_stops_the_program_without_showing_it():
+    with pytest.raises(Exception, match="spot-redis:slackWebhookUrl: must be an https") as error:
+        run_program(slackWebhookUrl="http://hooks.example/secret-token-value")
+    assert "secret-token-value" not in str(error.value)
