@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 from pathlib import Path
 
 import pulumi
@@ -12,7 +13,7 @@ from infra import iam_documents
 from infra.bootstrap import HostSettings, ansible_core_pin, render_user_data
 from infra.component import Concern
 from infra.config import StackConfig
-from infra.schedule import asg_recurrences
+from infra.schedule import asg_recurrences, is_working_time
 
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 DATA_MOUNT = "/srv/redis"  # the redis role's redis_data_dir
@@ -59,6 +60,8 @@ class SpotHost(Concern):
         parameter_arns: pulumi.Input[list[str]],
         redis_service: aws.servicediscovery.Service,
         namespace: aws.servicediscovery.PrivateDnsNamespace,
+        boot_prerequisites: list[pulumi.Resource],
+        now: datetime.datetime,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("SpotHost", name, config, opts)
@@ -80,7 +83,7 @@ class SpotHost(Concern):
         )
         self.user_data = settings.apply(render_user_data)
         self._launch_template(name, security_group_id)
-        self._auto_scaling_group(name)
+        self._auto_scaling_group(name, boot_prerequisites, now)
         self.register_outputs({"asg_name": self.group.name, "launch_template_id": self.launch_template.id})
 
     def _role(self, name, account_id, volume, bundle_bucket, parameter_arns, redis_service, namespace) -> None:
@@ -92,7 +95,7 @@ class SpotHost(Concern):
             tags=self.tags("host"),
             opts=self.child,
         )
-        aws.iam.RolePolicyAttachment(
+        self.ssm_core = aws.iam.RolePolicyAttachment(
             f"{name}-ssm-core", role=self.role.name, policy_arn=SSM_CORE_POLICY, opts=self.child
         )
         self.policy = aws.iam.RolePolicy(
@@ -155,7 +158,7 @@ class SpotHost(Concern):
             opts=self.child,
         )
 
-    def _auto_scaling_group(self, name: str) -> None:
+    def _auto_scaling_group(self, name: str, boot_prerequisites: list[pulumi.Resource], now: datetime.datetime) -> None:
         config = self.config
         always_on = config.working_hours is None
         self.group = aws.autoscaling.Group(
@@ -163,15 +166,21 @@ class SpotHost(Concern):
             name=self.physical_name("redis"),
             min_size=0,
             max_size=1,
-            # Working hours: the scheduled actions own the desired capacity; `pulumi up` must not reset it.
-            desired_capacity=1 if always_on else None,
+            # Created inside working hours, the host starts at once. After that the scheduled actions own the
+            # desired capacity: `pulumi up` must not reset it (ignore_changes below).
+            desired_capacity=1 if is_working_time(config.working_hours, now) else 0,
             vpc_zone_identifiers=[config.subnet_id],
             capacity_rebalance=True,
             health_check_type="EC2",
             health_check_grace_period=300,
             mixed_instances_policy=mixed_instances_policy(config.instance_types, self.launch_template.id),
             tags=asg_tags(self.tags("redis")),
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if always_on else ["desiredCapacity"]),
+            # The first host reads its policy, the SSM parameters and the bundle at boot: they must exist before it.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                ignore_changes=[] if always_on else ["desiredCapacity"],
+                depends_on=[self.policy, self.ssm_core, *boot_prerequisites],
+            ),
         )
         if always_on:
             return

@@ -17,6 +17,7 @@ from infra.schedule import ScheduleError, WorkingHours, working_hours
 
 NAMESPACE = "spot-redis"
 REDIS_PORT = 6379
+MAX_STACK_NAME = 25
 
 DEFAULT_INSTANCE_TYPES = {
     "arm64": ("t4g.small", "t4g.medium", "m6g.medium", "m7g.medium", "c7g.large"),
@@ -136,12 +137,13 @@ def load_config() -> StackConfig:
 
 
 def _plain_value(text: str | None) -> Any:
-    """Pulumi hands every value over as a string: objects, lists, numbers and booleans arrive as JSON."""
+    """Pulumi hands every value over as a string: objects, lists and booleans arrive as JSON. Numbers stay strings
+    (the integer keys accept digits), so that a string key such as an image tag `20261122` stays a string."""
     try:
         value = json.loads(text or "")
     except ValueError:
         return text
-    return value if isinstance(value, (dict, list, bool, int)) else text
+    return value if isinstance(value, (dict, list, bool)) else text
 
 
 @dataclass(frozen=True)
@@ -276,8 +278,11 @@ class _Reader:
 
 
 def _stack_name(stack: str) -> str:
-    if not _DNS_LABEL.match(stack) or len(stack) > 28:
-        raise ConfigError("stack", f"stack name {stack!r}: use lowercase letters, digits and dashes (28 at most)")
+    # The longest name made from it, the bucket prefix `spot-redis-<stack>-`, may have 37 characters.
+    if not _DNS_LABEL.match(stack) or len(stack) > MAX_STACK_NAME:
+        raise ConfigError(
+            "stack", f"stack name {stack!r}: use lowercase letters, digits and dashes ({MAX_STACK_NAME} at most)"
+        )
     return stack
 
 

@@ -241,6 +241,14 @@ def host_policy(
         _statement("PollCloudMapOperationsNoResourceLevelPermissions", ["servicediscovery:GetOperation"], "*"),
         # Settings and secrets: only the stack's parameters.
         _statement("ReadOnlyStackParameters", ["ssm:GetParameter", "ssm:GetParameters"], parameters),
+        # AmazonSSMManagedInstanceCore, attached beside this policy, allows reading every parameter of the
+        # account; with kms:Decrypt via SSM that would reach other stacks' secrets. An explicit deny wins.
+        {
+            "Sid": "DenyParametersOfOtherStacks",
+            "Effect": "Deny",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory"],
+            "NotResource": sorted(parameters),
+        },
         _decrypt_parameters_via_ssm(region, account_id),
         _statement("ReadOnlyAnsibleBundles", ["s3:GetObject"], f"{bucket}/bundles/*"),
         _put_spot_redis_events(region, account_id),

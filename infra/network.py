@@ -32,7 +32,7 @@ class SecurityGroups(Concern):
             self._ingress(
                 f"{name}-{service}-from-host",
                 port,
-                f"{service}, from the host's own Prometheus",
+                f"{service}, from Prometheus on the host",
                 referenced_security_group_id=self.host.id,
             )
             for index, cidr in enumerate(config.admin_cidrs):

@@ -186,10 +186,8 @@ class Platform(Concern):
             network_mode="awsvpc",
             cpu="256",
             memory="512",
-            runtime_platform={
-                "operating_system_family": "LINUX",
-                "cpu_architecture": "ARM64" if config.architecture == "arm64" else "X86_64",
-            },
+            # Fargate Spot runs X86_64 tasks only, whatever the host's architecture: the image must be amd64.
+            runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
             execution_role_arn=self.execution_role.arn,
             container_definitions=pulumi.Output.all(
                 self.repository.repository_url, app_password.arn, self.task_log_group.name

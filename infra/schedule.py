@@ -82,6 +82,14 @@ def asg_recurrences(hours: WorkingHours) -> tuple[str, str]:
     )
 
 
+def is_working_time(hours: WorkingHours | None, moment: datetime.datetime) -> bool:
+    """Whether the host should be up at `moment` (an aware datetime): always, or inside the working hours."""
+    if hours is None:
+        return True
+    local = moment.astimezone(ZoneInfo(hours.time_zone))
+    return local.isoweekday() in hours.days and hours.start <= local.time() < hours.end
+
+
 def snapshot_crons(hours: WorkingHours | None, every_hours: int) -> list[str]:
     """DLM create-rule cron expressions (UTC): always on when hours is None, else inside working hours."""
     if type(every_hours) is not int or every_hours not in SNAPSHOT_INTERVALS:

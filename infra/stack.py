@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pulumi
@@ -19,7 +20,7 @@ from infra.storage import DataVolume
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def build(repo_root: Path = REPO_ROOT) -> dict[str, pulumi.Input]:
+def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> dict[str, pulumi.Input]:
     """Declare the stack; returns its outputs (also exported) so that tests can resolve them."""
     config = load_config()
     secrets = load_secrets()
@@ -44,6 +45,8 @@ def build(repo_root: Path = REPO_ROOT) -> dict[str, pulumi.Input]:
         parameter_arns=parameters.arns,
         redis_service=platform.redis_service,
         namespace=platform.namespace,
+        boot_prerequisites=[bundle.object, *parameters.parameters.values()],
+        now=now or datetime.datetime.now(datetime.UTC),
     )
     Alerting(
         "alerting",

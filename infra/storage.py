@@ -59,7 +59,7 @@ class DataVolume(Concern):
         )
         self.snapshots = aws.dlm.LifecyclePolicy(
             f"{name}-snapshots",
-            description=f"{NAMESPACE} {config.stack}: data volume snapshots during working hours",
+            description=f"{NAMESPACE} {config.stack} data volume snapshots during working hours",  # DLM: [0-9A-Za-z _-]
             execution_role_arn=self.dlm_role.arn,
             state="ENABLED",
             policy_details={

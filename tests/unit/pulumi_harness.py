@@ -6,6 +6,7 @@ so that every `apply` callback runs; each resource is recorded with its resolved
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO_ROOT / "Pulumi.example.yaml"
 STACK = "example"
 ACCOUNT = "123456789012"
+# When `pulumi up` runs, for the ASG's initial desired capacity: a Sunday, and a Monday 10:00 in Tokyo.
+OUTSIDE_WORKING_HOURS = datetime.datetime(2026, 11, 22, 3, 0, tzinfo=datetime.UTC)
+INSIDE_WORKING_HOURS = datetime.datetime(2026, 11, 23, 1, 0, tzinfo=datetime.UTC)
 TEST_SECRETS = {
     "spot-redis:slackWebhookUrl": "https://hooks.slack.com/services/T000TEST/B000TEST/secretslacktoken",
     "spot-redis:heartbeatUrl": "https://hc-ping.com/0f0e0d0c-secret-heartbeat",
@@ -43,6 +47,11 @@ class Run:
     resources: list[Resource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    depends_on: dict[str, list[str]] = field(default_factory=dict)  # explicit dependencies, by resource name
+
+    def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
+        """A stack transformation that changes nothing: it records each resource's explicit dependencies."""
+        self.depends_on[args.name] = [getattr(resource, "_name", "?") for resource in args.opts.depends_on or []]
 
     def of_type(self, type_token: str) -> list[Resource]:
         return [resource for resource in self.resources if resource.type == type_token]
@@ -173,14 +182,20 @@ def _computed(type_token: str, name: str, inputs: dict, region: str) -> tuple[st
     return resource_id, computed
 
 
-def run_program(overrides: dict[str, Any] | None = None, removed: tuple[str, ...] = (), **secrets: str) -> Run:
+def run_program(
+    overrides: dict[str, Any] | None = None,
+    removed: tuple[str, ...] = (),
+    now: datetime.datetime = OUTSIDE_WORKING_HOURS,
+    stack: str = STACK,
+    **secrets: str,
+) -> Run:
     """Run infra.stack.build() with the example config (plus overrides, minus removed keys); raise what it raises."""
     config = {**example_config(), **(overrides or {})}
     for key in removed:
         config.pop(key)
     all_secrets = {**TEST_SECRETS, **{f"spot-redis:{key}": value for key, value in secrets.items()}}
     run = Run()
-    pulumi.runtime.set_mocks(_Mocks(run, config["aws:region"]), project="spot-redis", stack=STACK, preview=False)
+    pulumi.runtime.set_mocks(_Mocks(run, config["aws:region"]), project="spot-redis", stack=stack, preview=False)
     pulumi.runtime.set_all_config(
         {
             key: value if isinstance(value, str) else json.dumps(value)
@@ -192,7 +207,8 @@ def run_program(overrides: dict[str, Any] | None = None, removed: tuple[str, ...
 
     @pulumi.runtime.test
     def program() -> pulumi.Output:
-        outputs = build()
+        pulumi.runtime.register_stack_transformation(run.record_options)
+        outputs = build(now=now)
         return pulumi.Output.from_input(outputs).apply(run.outputs.update)
 
     started = time.perf_counter()

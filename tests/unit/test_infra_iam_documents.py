@@ -130,11 +130,11 @@ def _statements(document: str) -> list[dict[str, Any]]:
 
 
 def _allowing(document: str, action: str) -> list[dict[str, Any]]:
-    return [s for s in _statements(document) if action in _as_list(s["Action"])]
+    return [s for s in _statements(document) if s["Effect"] == "Allow" and action in _as_list(s["Action"])]
 
 
 def _resources(statements: list[dict[str, Any]]) -> set[str]:
-    return {r for s in statements for r in _as_list(s["Resource"])}
+    return {r for s in statements for r in _as_list(s.get("Resource") or s.get("NotResource"))}
 
 
 # --- parliament ---------------------------------------------------------------------------------------------
@@ -225,8 +225,18 @@ def test_document_shape_and_readable_unique_sids(name: str) -> None:
     assert len(sids) == len(set(sids))
     for statement in document["Statement"]:
         assert statement["Sid"].isalnum() and len(statement["Sid"]) >= 10
-        assert statement["Effect"] == ("Deny" if name == "bundle-bucket" else "Allow")
-        assert not {"NotAction", "NotResource", "NotPrincipal"} & statement.keys()
+        if statement["Effect"] == "Deny":
+            assert name == "bundle-bucket" or statement["Sid"] == "DenyParametersOfOtherStacks", statement["Sid"]
+        else:
+            assert statement["Effect"] == "Allow"
+            assert not {"NotAction", "NotResource", "NotPrincipal"} & statement.keys()
+
+
+def test_the_host_cannot_read_other_stacks_parameters_through_ssm_core() -> None:
+    (deny,) = [s for s in _statements(DOCUMENTS["host"]) if s["Effect"] == "Deny"]
+    allowed = next(s for s in _statements(DOCUMENTS["host"]) if s["Sid"] == "ReadOnlyStackParameters")
+    assert {"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"} <= set(deny["Action"])
+    assert sorted(_as_list(deny["NotResource"])) == sorted(_as_list(allowed["Resource"]))
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)
@@ -242,7 +252,7 @@ def test_no_wildcard_actions_are_allowed(name: str) -> None:
 @pytest.mark.parametrize("name", PERMISSION_DOCUMENTS)
 def test_resource_star_only_for_actions_without_resource_level_permissions(name: str) -> None:
     for statement in _statements(PERMISSION_DOCUMENTS[name]):
-        if "*" in _as_list(statement["Resource"]):
+        if "*" in _as_list(statement.get("Resource")):
             assert set(_as_list(statement["Action"])) <= ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS, statement
 
 
@@ -257,7 +267,7 @@ def test_star_actions_really_have_no_resource_level_permissions(action: str) -> 
 @pytest.mark.parametrize("name", PERMISSION_DOCUMENTS)
 def test_every_arn_is_in_partition_aws_and_account_region_bound(name: str) -> None:
     for statement in _statements(PERMISSION_DOCUMENTS[name]):
-        for resource in _as_list(statement["Resource"]):
+        for resource in _as_list(statement.get("Resource") or statement.get("NotResource")):
             if resource == "*":
                 continue
             assert resource.startswith("arn:aws:"), resource

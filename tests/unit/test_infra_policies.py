@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import json
+import re
 from functools import cache
 
 import pulumi_aws
 import pytest
 
+from infra.config import MAX_STACK_NAME
 from tests.unit.iam_lint import parliament_findings
 from tests.unit.pulumi_harness import STACK, Run, run_program
 
@@ -158,3 +160,51 @@ def test_every_iam_document_passes_parliament(run):
     for name, document in documents.items():
         json.loads(document)  # came through an apply: a JSON string, not an unresolved Output
         assert parliament_findings(document) == [], name
+
+
+# AWS refuses what the mocks accept: the character sets and lengths of names and descriptions.
+EC2_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{0,255}$")
+DLM_TEXT = re.compile(r"^[0-9A-Za-z _-]+$")
+
+
+def test_security_group_and_rule_descriptions_use_the_characters_ec2_accepts(run):
+    types = (
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    )
+    descriptions = [r.inputs["description"] for t in types for r in run.of_type(t)]
+    assert len(descriptions) == 17
+    assert [text for text in descriptions if not EC2_DESCRIPTION.match(text)] == []
+
+
+def test_dlm_description_and_schedule_names_use_the_characters_dlm_accepts(run):
+    (policy,) = run.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+    names = [schedule["name"] for schedule in policy.inputs["policyDetails"]["schedules"]]
+    for text in [policy.inputs["description"], *names]:
+        assert DLM_TEXT.match(text) and len(text) <= 500, text
+
+
+def test_the_longest_stack_name_fits_every_name_it_is_part_of():
+    stack = "s" * MAX_STACK_NAME
+    run = run_program(stack=stack)
+    assert len(run.one("aws:s3/bucket:Bucket").inputs["bucketPrefix"]) <= 37
+    limits = {  # AWS's limits on the names the program sets
+        "aws:autoscaling/group:Group": 255,
+        "aws:ecs/cluster:Cluster": 255,
+        "aws:ecr/repository:Repository": 256,
+        "aws:lambda/function:Function": 64,
+        "aws:cloudwatch/eventRule:EventRule": 64,
+        "aws:ecs/taskDefinition:TaskDefinition": 255,
+    }
+    for type_token, limit in limits.items():
+        for resource in run.of_type(type_token):
+            name = resource.inputs.get("name") or resource.inputs["family"]
+            assert stack in name and len(name) <= limit, name
+
+
+def test_fargate_spot_tasks_are_x86_64(run):
+    (providers,) = run.of_type("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")
+    assert providers.inputs["defaultCapacityProviderStrategies"][0]["capacityProvider"] == "FARGATE_SPOT"
+    for task in run.of_type("aws:ecs/taskDefinition:TaskDefinition"):
+        assert task.inputs["runtimePlatform"]["cpuArchitecture"] == "X86_64", "ARM64 tasks cannot run on Fargate Spot"

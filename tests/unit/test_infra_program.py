@@ -9,7 +9,15 @@ import pytest
 
 from infra.config import ConfigError
 from infra.schedule import snapshot_crons, working_hours
-from tests.unit.pulumi_harness import ACCOUNT, STACK, TEST_SECRETS, Run, example_config, run_program
+from tests.unit.pulumi_harness import (
+    ACCOUNT,
+    INSIDE_WORKING_HOURS,
+    STACK,
+    TEST_SECRETS,
+    Run,
+    example_config,
+    run_program,
+)
 
 STACK_TAG = {"spot-redis:stack": STACK}
 
@@ -139,7 +147,7 @@ def test_user_data_holds_no_secret(run):
 def test_auto_scaling_group_is_one_spot_host_in_the_one_subnet(run):
     group = run.one("aws:autoscaling/group:Group").inputs
     assert (group["minSize"], group["maxSize"]) == (0, 1)
-    assert "desiredCapacity" not in group, "the scheduled actions own the desired capacity"
+    assert group["desiredCapacity"] == 0, "created outside working hours: no host until the scheduled start"
     assert group["vpcZoneIdentifiers"] == ["subnet-0a1b2c3d4e5f60718"]
     assert group["capacityRebalance"] is True
     policy = group["mixedInstancesPolicy"]
@@ -274,7 +282,7 @@ def test_warmup_task_reaches_redis_by_name_with_the_app_password_from_ssm(run):
     task = run.one("aws:ecs/taskDefinition:TaskDefinition").inputs
     assert task["requiresCompatibilities"] == ["FARGATE"]
     assert task["networkMode"] == "awsvpc"
-    assert task["runtimePlatform"]["cpuArchitecture"] == "ARM64"
+    assert task["runtimePlatform"]["cpuArchitecture"] == "X86_64", "Fargate Spot runs X86_64 tasks only"
     (container,) = json.loads(task["containerDefinitions"])
     environment = {item["name"]: item["value"] for item in container["environment"]}
     assert environment["REDIS_HOST"] == "redis.staging.internal"
@@ -363,6 +371,17 @@ def test_fallback_topic_mails_the_team(run):
 
 
 # --- other stacks -----------------------------------------------------------------------------------------------
+
+
+def test_deployed_during_working_hours_the_host_starts_at_once():
+    run = run_program(now=INSIDE_WORKING_HOURS)
+    assert run.one("aws:autoscaling/group:Group").inputs["desiredCapacity"] == 1
+
+
+def test_the_first_host_boots_after_its_policy_parameters_and_bundle(run):
+    needed = {"host-policy", "host-ssm-core", "bundle-ansible"}
+    needed |= {parameter.name for parameter in run.of_type("aws:ssm/parameter:Parameter")}
+    assert needed <= set(run.depends_on["host-group"])
 
 
 def test_always_on_has_no_schedule_and_one_host():

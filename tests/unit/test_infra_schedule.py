@@ -16,6 +16,7 @@ from infra.schedule import (
     ScheduleError,
     WorkingHours,
     asg_recurrences,
+    is_working_time,
     parse_clock,
     parse_days,
     snapshot_crons,
@@ -397,3 +398,13 @@ def test_the_checker_catches_schedules_that_disagree(arguments, crons, asg, prob
     hours = working_hours(*arguments)
     problems = schedule_problems(hours, crons or snapshot_crons(hours, 2), asg or asg_recurrences(hours))
     assert any(problem in p for p in problems), problems[:5]
+
+
+def test_is_working_time_reads_the_moment_in_the_teams_zone():
+    tokyo = working_hours("Mon-Fri", "09:00", "19:00", "Asia/Tokyo")
+    utc = datetime.UTC
+    assert is_working_time(tokyo, datetime.datetime(2026, 11, 23, 0, 0, tzinfo=utc))  # Monday 09:00 in Tokyo
+    assert not is_working_time(tokyo, datetime.datetime(2026, 11, 22, 23, 59, tzinfo=utc))  # Monday 08:59
+    assert not is_working_time(tokyo, datetime.datetime(2026, 11, 23, 10, 0, tzinfo=utc))  # Monday 19:00
+    assert not is_working_time(tokyo, datetime.datetime(2026, 11, 22, 3, 0, tzinfo=utc))  # Sunday noon
+    assert is_working_time(None, datetime.datetime(2026, 11, 22, 3, 0, tzinfo=utc))  # always on
