@@ -11,6 +11,7 @@ DATASET_EMPTY = "Redis Dataset Empty"
 DATASET_RESTORED = "Redis Dataset Restored"
 WARMUP_STARTED = "Redis Warm-up Started"
 WARMUP_FINISHED = "Redis Warm-up Finished"
+HOST_BOOTSTRAP_FAILED = "Redis Host Bootstrap Failed"  # infra/host/bootstrap.sh, when the boot fails
 
 SPOT_INTERRUPTION_WARNING = "EC2 Spot Instance Interruption Warning"
 REBALANCE_RECOMMENDATION = "EC2 Instance Rebalance Recommendation"

@@ -69,6 +69,17 @@ remove_secrets() {
   fi
 }
 
+# A host that failed to boot still runs (EC2 health is fine): tell the team through the notify Lambda.
+report_failure() {
+  [[ -n "${INSTANCE_ID:-}" ]] && command -v aws >/dev/null || return 0
+  local entries
+  entries="$(python3 -c 'import json, sys
+detail = {"instance-id": sys.argv[1], "stack": sys.argv[2], "step": sys.argv[3]}
+print(json.dumps([{"Source": "spot-redis", "DetailType": "Redis Host Bootstrap Failed", "Detail": json.dumps(detail)}]))' \
+    "$INSTANCE_ID" "$SPOT_REDIS_STACK" "$STEP")" || return 0
+  aws events put-events --entries "$entries" >/dev/null || log "could not report the failure to EventBridge"
+}
+
 on_exit() {
   local rc=$?
   remove_secrets
@@ -76,6 +87,7 @@ on_exit() {
     log "done in ${SECONDS}s"
   else
     log "FAILED in step '$STEP' (exit $rc) after ${SECONDS}s; log: /var/log/spot-redis-bootstrap.log"
+    report_failure
   fi
   if [[ -n "$TEE_PID" ]]; then
     exec >&- 2>&-

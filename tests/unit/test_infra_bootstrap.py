@@ -628,17 +628,28 @@ def test_a_missing_parameter_stops_the_boot_before_ansible(host):
     assert "FAILED in step '9/13 secrets from SSM" in host.log
     assert host.called("ansible-playbook") == []
     assert host.called("aws", "servicediscovery") == []
-    assert host.called("aws", "events") == []
+    assert failure_reported(host).startswith("9/13 secrets from SSM")
     host.assert_no_secret_left(result)
 
 
-def test_a_failed_ansible_run_removes_the_secrets_and_registers_nothing(host):
+def failure_reported(host) -> str:
+    """The step that the one event sent, 'Redis Host Bootstrap Failed', names."""
+    (event,) = host.called("aws", "events", "put-events")
+    (entry,) = json.loads(event[event.index("--entries") + 1])
+    assert entry["Source"] == "spot-redis"
+    assert entry["DetailType"] == "Redis Host Bootstrap Failed"
+    detail = json.loads(entry["Detail"])
+    assert (detail["instance-id"], detail["stack"]) == ("i-0123456789abcdef0", "staging")
+    return detail["step"]
+
+
+def test_a_failed_ansible_run_removes_the_secrets_registers_nothing_and_says_so(host):
     host.config["ansible_rc"] = 2
     result = host.boot()
     assert result.returncode != 0
     assert "FAILED in step '11/13 ansible-playbook" in host.log
     assert host.called("aws", "servicediscovery") == []
-    assert host.called("aws", "events") == []
+    assert failure_reported(host).startswith("11/13 ansible-playbook")
     host.assert_no_secret_left(result)
 
 
