@@ -1,0 +1,23 @@
+"""Which resources are ours: those tagged spot-redis:stack=<STACK_NAME>. Everything else is ignored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STACK_TAG = "spot-redis:stack"
+
+
+def instance_stack(ec2: Any, instance_id: str) -> str | None:
+    """The stack an instance belongs to, from its tags; None when it has no stack tag or does not exist."""
+    response = ec2.describe_tags(
+        Filters=[
+            {"Name": "resource-id", "Values": [instance_id]},
+            {"Name": "key", "Values": [STACK_TAG]},
+        ]
+    )
+    values = [tag["Value"] for tag in response.get("Tags", [])]
+    return values[0] if values else None
+
+
+def is_ours(ec2: Any, instance_id: str, stack: str) -> bool:
+    return bool(instance_id) and instance_stack(ec2, instance_id) == stack

@@ -1,0 +1,584 @@
+"""notify: one Slack message per thing that happened to the stack's Redis host, said once, never lost silently.
+
+EventBridge → this function → Slack (Block Kit, with a plain-text ``text``), SNS fallback topic when Slack refuses
+(4xx: at once) or does not answer (5xx, timeout, connection error: retried with back-off within the function's time).
+
+- Ownership: events about instances or volumes not tagged ``spot-redis:stack=<STACK_NAME>`` produce no message.
+- Once: idempotent on ``{kind, subject}`` (e.g. ``spot-interruption`` + instance id) for one hour
+  (:data:`common.idempotency.WINDOW_SECONDS`), not on the event id. The stop/termination states of one instance share
+  one kind, so ``shutting-down`` then ``terminated`` make one message. If both Slack and SNS fail the handler raises
+  :class:`DeliveryFailedError`: Powertools deletes the idempotency record, and the Lambda retry sends it again.
+- Malformed events (no detail, wrong types, unknown detail-type) are logged as errors with the event id; the handler
+  returns normally because a retry would not help.
+- The webhook URL is read from SSM once per container and never logged: urllib's exceptions are reduced to their type
+  and status code, and every logged string goes through :func:`scrub`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from aws_lambda_powertools import Logger
+from common import idempotency
+from common.events import (
+    EventRecord,
+    MalformedEventError,
+    arn_resource_id,
+    detail_str,
+    event_id,
+    optional_int,
+    optional_str,
+    parse_record,
+)
+from common.ownership import is_ours
+from common.runtime import clients, clock, require_env
+
+logger = Logger(service="spot-redis-notify")
+
+SPOT_WARNING_LEAD = timedelta(minutes=2)
+"""AWS sends the Spot interruption warning two minutes before it reclaims the instance."""
+
+SPOT_STATE_REASONS = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
+DOWN_STATES = ("stopping", "stopped", "shutting-down", "terminated")
+
+
+@dataclass
+class SlackPolicy:
+    """How hard to try Slack before the fallback. Tests make it fast; ``sleep`` is injectable too."""
+
+    attempt_timeout: float = 5.0
+    """Seconds for one HTTP request (connect + answer)."""
+    backoff: float = 1.0
+    """First pause between attempts; doubled after each failed attempt."""
+    max_attempts: int = 4
+    reserve: float = 8.0
+    """Seconds of the function's remaining time kept for the SNS fallback and the idempotency record."""
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+
+SLACK = SlackPolicy()
+
+_webhook_url: str | None = None
+
+
+class DeliveryFailedError(RuntimeError):
+    """Neither Slack nor the SNS fallback took the message; raised so that Lambda retries the event."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One message: what happened (to what), what the system does next, what the team must do (if anything)."""
+
+    kind: str
+    subject: str
+    title: str
+    happened: str
+    next_step: str
+    todo: str = "Nothing."
+    emoji: str = ":information_source:"
+    facts: tuple[tuple[str, str], ...] = ()
+
+    def text(self) -> str:
+        """The plain-text fallback (Slack notifications, SNS e-mail)."""
+        return f"{self.title}\n{self.happened}\nNext: {self.next_step}\nYou: {self.todo}"
+
+    def blocks(self, record: EventRecord, stack: str) -> list[dict[str, Any]]:
+        fields = [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in self.facts]
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": f"{self.title}"[:150], "emoji": True}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"{self.emoji} {self.happened}"}},
+        ]
+        if fields:
+            blocks.append({"type": "section", "fields": fields[:10]})
+        blocks += [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Next:* {self.next_step}"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*You:* {self.todo}"}},
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"stack `{stack}` · {record.detail_type} · {record.time:%Y-%m-%d %H:%M:%S} UTC"
+                        f" · event {record.id}",
+                    }
+                ],
+            },
+        ]
+        return blocks
+
+    def payload(self, record: EventRecord, stack: str) -> dict[str, Any]:
+        return {"text": self.text(), "blocks": self.blocks(record, stack)}
+
+
+# --- events → notices ---------------------------------------------------------------------------------------------
+
+
+def _owned_instance(record: EventRecord, stack: str) -> str | None:
+    """detail.instance-id when the instance is ours, None (logged) when it is not."""
+    instance_id = detail_str(record, "instance-id")
+    if not is_ours(clients.get("ec2"), instance_id, stack):
+        logger.info("not our instance: no message", extra={"instance_id": instance_id})
+        return None
+    return instance_id
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    minutes, rest = divmod(seconds, 60)
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def spot_warning(record: EventRecord, stack: str) -> Notice | None:
+    instance_id = _owned_instance(record, stack)
+    if instance_id is None:
+        return None
+    action = optional_str(record, "instance-action") or "terminate"
+    reclaimed_at = record.time + SPOT_WARNING_LEAD
+    left = (reclaimed_at - clock.now()).total_seconds()
+    when = f"in about {_duration(left)}" if left > 0 else "now (the warning arrived late)"
+    idempotency.put_marker(f"spot-warning#{instance_id}", ttl_seconds=3 * idempotency.WINDOW_SECONDS)
+    return Notice(
+        kind="spot-interruption",
+        subject=instance_id,
+        title=f"Spot interruption: Redis host {instance_id} goes away {when}",
+        happened=f"AWS will {action} the Spot instance `{instance_id}` at {reclaimed_at:%H:%M:%S} UTC ({when}).",
+        next_step="The host saves Redis to its data volume and snapshots it; the Auto Scaling group launches a "
+        "replacement that re-attaches the same volume and re-registers `redis` in Cloud Map.",
+        todo="Nothing. Expect Redis to be unreachable for a few minutes. If no 'Redis Dataset Restored' message "
+        "follows within 15 minutes, look at the Auto Scaling group's activity.",
+        emoji=":warning:",
+        facts=(("Instance", f"`{instance_id}`"), ("Time left", _duration(left) if left > 0 else "none")),
+    )
+
+
+def rebalance(record: EventRecord, stack: str) -> Notice | None:
+    instance_id = _owned_instance(record, stack)
+    if instance_id is None:
+        return None
+    return Notice(
+        kind="rebalance",
+        subject=instance_id,
+        title=f"Spot rebalance recommendation for Redis host {instance_id}",
+        happened=f"AWS says the Spot instance `{instance_id}` is at higher risk of interruption.",
+        next_step="The host keeps running. If AWS then reclaims it, a 2-minute warning follows and the host "
+        "saves its data before it goes.",
+        todo="Nothing.",
+        facts=(("Instance", f"`{instance_id}`"),),
+    )
+
+
+def _interrupted_by_spot(instance_id: str) -> bool:
+    """Whether the instance went down because of a Spot interruption: a Spot warning was seen for it (a marker in the
+    idempotency table), or its StateReason says so."""
+    if idempotency.has_marker(f"spot-warning#{instance_id}"):
+        return True
+    reservations = clients.get("ec2").describe_instances(InstanceIds=[instance_id]).get("Reservations", [])
+    for reservation in reservations:
+        for instance in reservation.get("Instances", []):
+            if instance.get("StateReason", {}).get("Code", "") in SPOT_STATE_REASONS:
+                return True
+    return False
+
+
+def state_change(record: EventRecord, stack: str) -> Notice | None:
+    state = detail_str(record, "state")
+    instance_id = _owned_instance(record, stack)
+    if instance_id is None:
+        return None
+    if state == "running":
+        return Notice(
+            kind="running",
+            subject=instance_id,
+            title=f"Redis host {instance_id} is running",
+            happened=f"The instance `{instance_id}` is running (a new host, or the start of working hours).",
+            next_step="It attaches the data volume, configures Redis and registers `redis` in Cloud Map, then says "
+            "whether the data was restored or is empty.",
+            todo="Nothing.",
+            emoji=":large_green_circle:",
+            facts=(("Instance", f"`{instance_id}`"), ("State", state)),
+        )
+    if state not in DOWN_STATES:
+        raise MalformedEventError(f"detail.state {state!r} is not a state this function reports")
+    if _interrupted_by_spot(instance_id):
+        return Notice(
+            kind="down",
+            subject=instance_id,
+            title=f"Redis host {instance_id} was reclaimed by a Spot interruption",
+            happened=f"The instance `{instance_id}` is {state} after a Spot interruption.",
+            next_step="The Auto Scaling group launches a replacement, which re-attaches the data volume "
+            "(saved at the warning).",
+            todo="Nothing, unless no 'Redis host ... is running' message follows within 15 minutes.",
+            emoji=":red_circle:",
+            facts=(("Instance", f"`{instance_id}`"), ("State", state), ("Cause", "Spot interruption")),
+        )
+    return Notice(
+        kind="down",
+        subject=instance_id,
+        title=f"Redis host {instance_id} stopped (scheduled stop)",
+        happened=f"The instance `{instance_id}` is {state}, not because of Spot: this is the scheduled stop at the "
+        "end of working hours (or someone stopped it by hand).",
+        next_step="Redis is off until the next start of working hours; the data stays on the volume.",
+        todo="Nothing. If this was not expected, check the Auto Scaling group's activity.",
+        emoji=":crescent_moon:",
+        facts=(("Instance", f"`{instance_id}`"), ("State", state), ("Cause", "scheduled or manual stop")),
+    )
+
+
+def launch_failure(record: EventRecord, stack: str) -> Notice | None:
+    group = detail_str(record, "AutoScalingGroupName")
+    message = optional_str(record, "StatusMessage") or "no reason given"
+    details = record.detail.get("Details")
+    zone = details.get("Availability Zone") if isinstance(details, dict) else None
+    where = f" in {zone}" if isinstance(zone, str) and zone else ""
+    no_capacity = "capacity" in message.lower()
+    title = f"No Spot capacity{where}: Redis host not launched" if no_capacity else "Redis host launch failed"
+    return Notice(
+        kind="launch-failed",
+        subject=group,
+        title=title,
+        happened=f"The Auto Scaling group `{group}` could not launch the Redis host{where}: {message}",
+        next_step="The group keeps retrying on its own, over all its instance types; the data volume waits in "
+        f"its zone{where}.",
+        todo="Redis is unavailable until a launch succeeds. If this lasts, add instance types to the stack "
+        "config and `pulumi up`."
+        if no_capacity
+        else "Read the reason above and fix it (quota, AMI, launch template), then `pulumi up`.",
+        emoji=":x:",
+        facts=(("Group", f"`{group}`"), ("Reason", message)),
+    )
+
+
+def snapshot_failure(record: EventRecord, stack: str) -> Notice | None:
+    source = detail_str(record, "source")
+    resource_id = arn_resource_id(source)
+    if not is_ours(clients.get("ec2"), resource_id, stack):
+        logger.info("snapshot of a resource that is not ours: no message", extra={"resource_id": resource_id})
+        return None
+    cause = optional_str(record, "cause") or "no cause given"
+    operation = optional_str(record, "event") or "snapshot"
+    snapshot = arn_resource_id(optional_str(record, "snapshot_id") or "") or "unknown"
+    return Notice(
+        kind="snapshot-failed",
+        subject=resource_id,
+        title=f"EBS snapshot failed for Redis volume {resource_id}",
+        happened=f"{operation} of `{resource_id}` failed: {cause}",
+        next_step="Redis keeps running on the volume; the next scheduled snapshot tries again.",
+        todo="Check the cause: until a snapshot succeeds, the fallback copy of the data is older than usual.",
+        emoji=":x:",
+        facts=(("Volume", f"`{resource_id}`"), ("Snapshot", f"`{snapshot}`"), ("Cause", cause)),
+    )
+
+
+def dlm_error(record: EventRecord, stack: str) -> Notice | None:
+    state = detail_str(record, "state")
+    policy = optional_str(record, "policy_id") or (record.resources[0] if record.resources else "")
+    if not policy:
+        raise MalformedEventError("neither detail.policy_id nor resources names the policy")
+    policy_id = arn_resource_id(policy)
+    cause = optional_str(record, "cause") or "no cause given"
+    return Notice(
+        kind="dlm-error",
+        subject=policy_id,
+        title=f"Snapshot policy {policy_id} is in {state}",
+        happened=f"The DLM snapshot policy `{policy_id}` went into {state}: {cause}",
+        next_step="No scheduled snapshots are taken while the policy is in error; Redis keeps running.",
+        todo="Fix the cause (often the policy role's permissions) and `pulumi up`.",
+        emoji=":x:",
+        facts=(("Policy", f"`{policy_id}`"), ("Cause", cause)),
+    )
+
+
+def _stack_event(record: EventRecord, stack: str) -> str | None:
+    """The instance id of a custom spot-redis event of this stack about one of our instances."""
+    event_stack = detail_str(record, "stack")
+    if event_stack != stack:
+        logger.info("event of another stack: no message", extra={"event_stack": event_stack})
+        return None
+    return _owned_instance(record, stack)
+
+
+def dataset_restored(record: EventRecord, stack: str) -> Notice | None:
+    age = optional_int(record, "data-age-seconds")
+    instance_id = _stack_event(record, stack)
+    if instance_id is None:
+        return None
+    age_text = f" (newest data {_duration(age)} old)" if age is not None else ""
+    return Notice(
+        kind="dataset-restored",
+        subject=instance_id,
+        title=f"Redis is back on {instance_id} with its data",
+        happened=f"Redis on `{instance_id}` is serving the dataset restored from the data volume{age_text}.",
+        next_step="If the data is older than the warm-up threshold, the warm-up batch runs to refresh the cache.",
+        todo="Nothing.",
+        emoji=":white_check_mark:",
+        facts=(("Instance", f"`{instance_id}`"), ("Data age", _duration(age) if age is not None else "unknown")),
+    )
+
+
+def dataset_empty(record: EventRecord, stack: str) -> Notice | None:
+    instance_id = _stack_event(record, stack)
+    if instance_id is None:
+        return None
+    return Notice(
+        kind="dataset-empty",
+        subject=instance_id,
+        title=f"Redis on {instance_id} started EMPTY: data lost",
+        happened=f"Redis on `{instance_id}` started with an empty dataset (new or unusable data volume).",
+        next_step="The warm-up batch starts to rebuild the cache (only during working hours).",
+        todo="Expect cache misses until the warm-up finishes; sessions are gone, so users must log in again.",
+        emoji=":warning:",
+        facts=(("Instance", f"`{instance_id}`"),),
+    )
+
+
+def warmup_started(record: EventRecord, stack: str) -> Notice | None:
+    task = optional_str(record, "task-arn")
+    instance_id = _stack_event(record, stack)
+    if instance_id is None:
+        return None
+    return Notice(
+        kind="warmup-started",
+        subject=instance_id,
+        title=f"Cache warm-up started for Redis on {instance_id}",
+        happened=f"The warm-up batch is running for Redis on `{instance_id}`"
+        + (f" (task `{arn_resource_id(task)}`)." if task else "."),
+        next_step="A 'warm-up finished' message follows when the task stops.",
+        todo="Nothing.",
+        emoji=":hourglass_flowing_sand:",
+        facts=(("Instance", f"`{instance_id}`"), ("Task", f"`{task}`" if task else "unknown")),
+    )
+
+
+def warmup_finished(record: EventRecord, stack: str) -> Notice | None:
+    """What lambdas/warmup sends: ``result`` ("succeeded" or "failed"), ``exit-code`` and ``stopped-reason``."""
+    result = detail_str(record, "result")
+    if result not in ("succeeded", "failed"):
+        raise MalformedEventError(f"detail.result is {result!r}, not succeeded or failed")
+    exit_code = optional_int(record, "exit-code")
+    reason = optional_str(record, "stopped-reason")
+    task = optional_str(record, "task-arn")
+    instance_id = _stack_event(record, stack)
+    if instance_id is None:
+        return None
+    code = f" (exit code {exit_code})" if exit_code is not None else ""
+    facts = (("Instance", f"`{instance_id}`"), ("Task", f"`{task}`" if task else "unknown"))
+    if result == "failed":
+        return Notice(
+            kind="warmup-finished",
+            subject=instance_id,
+            title=f"Cache warm-up FAILED for Redis on {instance_id}",
+            happened=f"The warm-up batch for Redis on `{instance_id}` stopped with a failure{code}"
+            + (f": {reason}." if reason else "."),
+            next_step="Nothing runs again by itself; the cache fills slowly from application traffic.",
+            todo="Read the task's logs and run the warm-up again once it is fixed.",
+            emoji=":x:",
+            facts=facts,
+        )
+    return Notice(
+        kind="warmup-finished",
+        subject=instance_id,
+        title=f"Cache warm-up finished for Redis on {instance_id}",
+        happened=f"The warm-up batch for Redis on `{instance_id}` finished successfully{code}.",
+        next_step="Redis serves a warm cache.",
+        todo="Nothing.",
+        emoji=":white_check_mark:",
+        facts=facts,
+    )
+
+
+def bootstrap_failed(record: EventRecord, stack: str) -> Notice | None:
+    """infra/host/bootstrap.sh failed: the instance runs, but Redis may not."""
+    step = detail_str(record, "step")
+    instance_id = _stack_event(record, stack)
+    if instance_id is None:
+        return None
+    return Notice(
+        kind="bootstrap-failed",
+        subject=instance_id,
+        title=f"Redis host {instance_id} FAILED to set itself up",
+        happened=f"The boot of `{instance_id}` stopped at step '{step}': Redis may be down or not registered.",
+        next_step="Nothing retries by itself; the instance keeps running until the end of working hours.",
+        todo="Read /var/log/spot-redis-bootstrap.log on the host (SSM Session Manager), fix, and terminate the "
+        "instance: the Auto Scaling group starts a new one.",
+        emoji=":rotating_light:",
+        facts=(("Instance", f"`{instance_id}`"), ("Step", step)),
+    )
+
+
+ROUTES: dict[tuple[str, str], Callable[[EventRecord, str], Notice | None]] = {
+    ("aws.ec2", "EC2 Spot Instance Interruption Warning"): spot_warning,
+    ("aws.ec2", "EC2 Instance Rebalance Recommendation"): rebalance,
+    ("aws.ec2", "EC2 Instance State-change Notification"): state_change,
+    ("aws.autoscaling", "EC2 Instance Launch Unsuccessful"): launch_failure,
+    ("aws.ec2", "EBS Snapshot Notification"): snapshot_failure,
+    ("aws.dlm", "DLM Policy State Change"): dlm_error,
+    ("spot-redis", "Redis Dataset Restored"): dataset_restored,
+    ("spot-redis", "Redis Dataset Empty"): dataset_empty,
+    ("spot-redis", "Redis Warm-up Started"): warmup_started,
+    ("spot-redis", "Redis Warm-up Finished"): warmup_finished,
+    ("spot-redis", "Redis Host Bootstrap Failed"): bootstrap_failed,
+}
+
+
+# --- delivery -----------------------------------------------------------------------------------------------------
+
+
+def scrub(text: str) -> str:
+    """``text`` with the webhook URL (and its path, the secret part) removed."""
+    url = _webhook_url
+    if url:
+        text = text.replace(url, "<webhook>")
+        path = urlsplit(url).path
+        if len(path) > 1:
+            text = text.replace(path, "<webhook-path>")
+    return text
+
+
+def webhook_url() -> str:
+    """The Slack webhook URL from the SSM SecureString ``SLACK_WEBHOOK_PARAM``, read once per container."""
+    global _webhook_url
+    if _webhook_url is None:
+        response = clients.get("ssm").get_parameter(Name=require_env("SLACK_WEBHOOK_PARAM"), WithDecryption=True)
+        url = response["Parameter"]["Value"].strip()
+        parts = urlsplit(url)
+        local = parts.hostname in ("127.0.0.1", "localhost")
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            raise ValueError("the Slack webhook parameter is not an https URL")
+        _webhook_url = url
+    return _webhook_url
+
+
+def _post_once(url: str, body: bytes, timeout: float) -> str | None:
+    """None when Slack took the message; else a short, URL-free reason. Raises _RefusedError on 4xx other than 429."""
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked in webhook_url()
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            response.read()
+            return None
+    except urllib.error.HTTPError as error:
+        status = error.code
+        error.close()
+    except TimeoutError:
+        return "timeout"
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        return "timeout" if isinstance(reason, TimeoutError) else f"connection error ({type(reason).__name__})"
+    if 400 <= status < 500 and status != 429:
+        raise _RefusedError(f"HTTP {status}")
+    return f"HTTP {status}"
+
+
+class _RefusedError(Exception):
+    """Slack answered 4xx: retrying will not help."""
+
+
+def post_to_slack(payload: dict[str, Any], context: Any) -> str | None:
+    """None when Slack took ``payload``; else why not (after retries with back-off within the remaining time)."""
+    try:
+        url = webhook_url()
+    except Exception as error:
+        return f"webhook URL unavailable ({type(error).__name__})"
+    body = json.dumps(payload).encode()
+    policy = SLACK
+    pause = policy.backoff
+    reason = "not tried"
+    for attempt in range(1, policy.max_attempts + 1):
+        budget = _remaining_seconds(context) - policy.reserve
+        if budget <= 0:
+            reason = "no time left to try Slack" if attempt == 1 else reason
+            break
+        try:
+            failure = _post_once(url, body, min(policy.attempt_timeout, budget))
+        except _RefusedError as refused:
+            logger.error("Slack refused the message", extra={"reason": str(refused), "attempt": attempt})
+            return f"Slack refused the message ({refused})"
+        if failure is None:
+            return None
+        reason = failure
+        logger.warning("Slack did not take the message", extra={"reason": scrub(reason), "attempt": attempt})
+        if attempt == policy.max_attempts:
+            break
+        if _remaining_seconds(context) - policy.reserve <= pause:
+            reason = f"{reason}; no time left to retry"
+            break
+        policy.sleep(pause)
+        pause *= 2
+    return f"Slack did not answer ({scrub(reason)})"
+
+
+def _remaining_seconds(context: Any) -> float:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return getter() / 1000 if callable(getter) else 60.0
+
+
+def publish_fallback(notice: Notice, why: str) -> None:
+    """Send the plain-text message to the SNS fallback topic (e-mail)."""
+    subject = f"[spot-redis] {notice.title}"
+    subject = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in subject)[:100]
+    clients.get("sns").publish(
+        TopicArn=require_env("FALLBACK_TOPIC_ARN"),
+        Subject=subject,
+        Message=f"{notice.text()}\n\n(sent by e-mail because {why})",
+    )
+
+
+def deliver(*, key: dict[str, str], notice: Notice, payload: dict[str, Any], context: Any) -> dict[str, str]:
+    """Slack, else the SNS fallback; raises :class:`DeliveryFailedError` when both fail. Made idempotent on ``key``."""
+    why = post_to_slack(payload, context)
+    if why is None:
+        logger.info("message sent to Slack", extra=key)
+        return {"channel": "slack"}
+    try:
+        publish_fallback(notice, why)
+    except Exception as error:
+        failure = f"Slack: {why}; SNS fallback: {type(error).__name__}"
+    else:
+        logger.warning("message sent to the SNS fallback", extra={**key, "reason": why})
+        return {"channel": "sns"}
+    logger.error("message not delivered", extra={**key, "reason": scrub(failure)})
+    raise DeliveryFailedError(scrub(failure))
+
+
+# --- handler ------------------------------------------------------------------------------------------------------
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    logger.append_keys(event_id=event_id(event))
+    try:
+        record = parse_record(event)
+        route = ROUTES.get((record.source, record.detail_type))
+        if route is None:
+            raise MalformedEventError(f"unknown event: source {record.source!r}, detail-type {record.detail_type!r}")
+        stack = require_env("STACK_NAME")
+        notice = route(record, stack)
+    except MalformedEventError as error:
+        logger.error("malformed event: no message", extra={"error": str(error)})
+        return {"status": "malformed", "error": str(error)}
+    if notice is None:
+        return {"status": "ignored"}
+    logger.append_keys(kind=notice.kind, subject=notice.subject)
+    key = idempotency.subject_key(notice.kind, notice.subject)
+    send = idempotency.once(deliver, key_prefix="spot-redis-notify", lambda_context=context)
+    result = send(key=key, notice=notice, payload=notice.payload(record, stack), context=context)
+    return {"status": "delivered", "kind": notice.kind, "subject": notice.subject, **result}
+
+
+def reset_caches() -> None:
+    """Forget the per-container caches (webhook URL, clients, persistence layer): for tests."""
+    global _webhook_url
+    _webhook_url = None
+    clients.reset()
+    idempotency.reset()

@@ -1,0 +1,259 @@
+"""Helpers for the Lambda unit tests (notify, warmup): no network beyond 127.0.0.1, a few seconds in all.
+
+- :func:`load_lambda` imports ``lambdas/<name>/app.py`` under a unique module name, with ``lambdas/`` on sys.path so
+  that ``from common... import`` works as in the deployment package.
+- :func:`aws` (context manager): moto with fake credentials and region, and the stack's environment variables.
+- :class:`SlackStandIn` (context manager): a local HTTP server answering a script of 200/404/500/"hang".
+- :func:`load_event` reads a sample from tests/unit/events; :class:`FakeContext` is a Lambda context.
+- :func:`capture_logs` points a Powertools logger at a buffer (it writes JSON lines to the stdout it saw at creation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import io
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from unittest import mock
+
+REPO = Path(__file__).resolve().parents[2]
+LAMBDAS = REPO / "lambdas"
+EVENTS = Path(__file__).resolve().parent / "events"
+REGION = "ap-northeast-1"
+ACCOUNT = "123456789012"
+STACK = "staging"
+
+if str(LAMBDAS) not in sys.path:
+    sys.path.insert(0, str(LAMBDAS))
+
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_LAMBDA_FUNCTION_NAME": "spot-redis-test",
+    "POWERTOOLS_SERVICE_NAME": "spot-redis-test",
+    "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",  # loading them costs ~0.2 s per test; run_instances takes any AMI id
+}
+
+
+def load_lambda(name: str) -> ModuleType:
+    """``lambdas/<name>/app.py`` as module ``spot_redis_lambda_<name>`` (fresh import each call)."""
+    module_name = f"spot_redis_lambda_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, LAMBDAS / name / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_event(name: str, **overrides: Any) -> dict[str, Any]:
+    """The sample event ``tests/unit/events/<name>.json``; ``overrides`` replace top-level keys, ``detail`` merges."""
+    event = json.loads((EVENTS / f"{name}.json").read_text())
+    detail = overrides.pop("detail", None)
+    event.update(overrides)
+    if detail is not None:
+        event["detail"] = {**event["detail"], **detail}
+    return event
+
+
+def custom_event(detail_type: str, detail: dict[str, Any], event_id: str = "c0ffee00-0000-0000-0000-000000000001"):
+    """A custom ``spot-redis`` event as the host or the warmup function sends it."""
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": detail_type,
+        "source": "spot-redis",
+        "account": ACCOUNT,
+        "time": "2026-11-20T05:20:00Z",
+        "region": REGION,
+        "resources": [],
+        "detail": copy.deepcopy(detail),
+    }
+
+
+@dataclass
+class FakeContext:
+    """A Lambda context: the fields Powertools reads, and a remaining time (ms) that tests can set."""
+
+    remaining_ms: int = 60_000
+    function_name: str = "spot-redis-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:spot-redis-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+_session: Any = None
+
+
+def client(service: str) -> Any:
+    """A boto3 client from one session kept for the whole test run: botocore then parses each service model once
+    (moto resets boto3's default session at every start, and parsing the EC2 model takes about a second)."""
+    global _session
+    import boto3
+
+    if _session is None:
+        _session = boto3.session.Session(region_name=REGION)
+    return _session.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+
+@contextlib.contextmanager
+def aws(env: dict[str, str] | None = None) -> Iterator[None]:
+    """moto for every service, fake credentials, and ``env`` (the function's settings) in os.environ.
+
+    The Lambdas' ``common.runtime.clients`` are reset and made from the shared session of :func:`client`.
+    """
+    from common.runtime import clients
+    from moto import mock_aws
+
+    with mock.patch.dict(os.environ, {**FAKE_AWS_ENV, **(env or {})}), mock_aws():
+        client("sts")  # the shared session exists, with the fake credentials
+        clients.reset()
+        clients.session = _session
+        try:
+            yield
+        finally:
+            clients.reset()
+            clients.session = None
+
+
+def make_idempotency_table(name: str = "spot-redis-idempotency") -> str:
+    """The table as infra/alerting.py makes it: partition key ``id``, TTL ``expiration``. Call inside :func:`aws`."""
+    dynamodb = client("dynamodb")
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
+    return name
+
+
+def run_instance(stack: str | None = STACK) -> str:
+    """A moto instance, tagged ``spot-redis:stack=<stack>`` unless ``stack`` is None. Call inside :func:`aws`."""
+    ec2 = client("ec2")
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "spot-redis:stack", "Value": stack}]}] if stack else []
+    response = ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t4g.small", TagSpecifications=tags
+    )
+    return response["Instances"][0]["InstanceId"]
+
+
+def make_volume(stack: str | None = STACK) -> str:
+    """A moto EBS volume, tagged with the stack unless ``stack`` is None. Call inside :func:`aws`."""
+    ec2 = client("ec2")
+    tags = [{"ResourceType": "volume", "Tags": [{"Key": "spot-redis:stack", "Value": stack}]}] if stack else []
+    return ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=8, TagSpecifications=tags)["VolumeId"]
+
+
+@dataclass
+class SlackStandIn:
+    """A local Slack webhook: answers each POST with the next item of ``script`` (the last one repeats).
+
+    Items: an HTTP status (200, 404, 500, ...) or ``"hang"`` (no answer for ``hang_seconds``). ``posts`` holds the
+    JSON bodies received, answered or not; ``url`` carries a secret-looking path, as a real webhook does.
+    """
+
+    script: list[int | str] = field(default_factory=lambda: [200])
+    hang_seconds: float = 1.0
+    secret: str = "T0SECRET/B0SECRET/XyZsEcReTtOkEn123"  # noqa: S105 - a fake webhook path
+    posts: list[dict[str, Any]] = field(default_factory=list)
+
+    def __enter__(self) -> SlackStandIn:
+        stand_in = self
+        self._lock = threading.Lock()
+        self._served = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with stand_in._lock:
+                    stand_in.posts.append(json.loads(body or b"{}"))
+                    answer = stand_in.script[min(stand_in._served, len(stand_in.script) - 1)]
+                    stand_in._served += 1
+                if answer == "hang":
+                    time.sleep(stand_in.hang_seconds)
+                    return
+                status = int(answer)
+                text = b"ok" if status == 200 else b"no_service" if status == 404 else b"internal_error"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/services/{self.secret}"
+
+
+def put_webhook_parameter(name: str, url: str) -> None:
+    """The Slack webhook as an SSM SecureString. Call inside :func:`aws`."""
+    client("ssm").put_parameter(Name=name, Value=url, Type="SecureString")
+
+
+def fallback_topic_with_queue(name: str = "spot-redis-fallback") -> tuple[str, str]:
+    """An SNS topic and an SQS queue subscribed to it (raw delivery off); returns (topic ARN, queue URL)."""
+    sns = client("sns")
+    sqs = client("sqs")
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"{name}-probe")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    return topic, queue
+
+
+def queue_messages(queue_url: str) -> list[dict[str, Any]]:
+    """The SNS notifications (Subject, Message, ...) waiting in the probe queue."""
+    sqs = client("sqs")
+    response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    return [json.loads(message["Body"]) for message in response.get("Messages", [])]
+
+
+@contextlib.contextmanager
+def capture_logs(logger: Any) -> Iterator[io.StringIO]:
+    """Everything a Powertools ``logger`` writes, in a buffer (one JSON object per line)."""
+    buffer = io.StringIO()
+    handler = logger.registered_handler
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
+
+
+def log_records(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]

@@ -1,0 +1,364 @@
+"""lambdas/notify with moto (DynamoDB, SSM, SNS, SQS, EC2) and a local Slack stand-in on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.unit import lambda_support as support
+
+app = support.load_lambda("notify")
+
+from common.runtime import clock  # noqa: E402 - lambdas/ is on sys.path once lambda_support is imported
+
+PARAM = "/spot-redis/staging/slack-webhook"
+NOW = datetime(2026, 11, 20, 5, 13, 0, tzinfo=UTC)  # 20 s after the sample Spot warning's time
+
+
+@dataclass
+class Env:
+    slack: support.SlackStandIn
+    queue: str
+    context: support.FakeContext
+    logs: Any
+
+    def run(self, event: dict[str, Any]) -> dict[str, Any]:
+        return app.handler(event, self.context)
+
+    def fallback(self) -> list[dict[str, Any]]:
+        return support.queue_messages(self.queue)
+
+    def log_text(self) -> str:
+        return self.logs.getvalue()
+
+
+@pytest.fixture
+def slack_script() -> list[int | str]:
+    return [200]
+
+
+@pytest.fixture
+def env(slack_script: list[int | str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    settings = {
+        "STACK_NAME": support.STACK,
+        "IDEMPOTENCY_TABLE": "spot-redis-idempotency",
+        "SLACK_WEBHOOK_PARAM": PARAM,
+    }
+    with support.aws(settings), support.SlackStandIn(script=slack_script, hang_seconds=0.5) as slack:
+        support.make_idempotency_table(settings["IDEMPOTENCY_TABLE"])
+        support.put_webhook_parameter(PARAM, slack.url)
+        topic, queue = support.fallback_topic_with_queue()
+        monkeypatch.setenv("FALLBACK_TOPIC_ARN", topic)
+        monkeypatch.setattr(app, "SLACK", app.SlackPolicy(attempt_timeout=0.2, backoff=0.01, max_attempts=3, reserve=1))
+        monkeypatch.setattr(clock, "fixed", NOW)
+        app.reset_caches()
+        with support.capture_logs(app.logger) as logs:
+            yield Env(slack=slack, queue=queue, context=support.FakeContext(), logs=logs)
+        app.reset_caches()
+
+
+def spot_warning(instance_id: str, event_id: str = "12345678-1234-1234-1234-123456789012") -> dict[str, Any]:
+    return support.load_event("ec2-spot-interruption-warning", id=event_id, detail={"instance-id": instance_id})
+
+
+def only_post(env: Env) -> dict[str, Any]:
+    assert len(env.slack.posts) == 1, env.slack.posts
+    post = env.slack.posts[0]
+    assert isinstance(post["text"], str) and post["text"]
+    assert isinstance(post["blocks"], list) and post["blocks"][0]["type"] == "header"
+    return post
+
+
+# --- one message per event type -------------------------------------------------------------------------------
+
+
+def test_spot_warning_says_instance_time_left_and_next_step(env: Env) -> None:
+    instance = support.run_instance()
+    result = env.run(spot_warning(instance))
+    assert result["status"] == "delivered" and result["channel"] == "slack"
+    text = only_post(env)["text"]
+    assert instance in text
+    assert "1 min 40 s" in text  # warning at 05:12:40, reclaimed at 05:14:40, now 05:13:00
+    assert "replacement" in text and "re-attaches the same volume" in text
+
+
+def test_spot_warning_arriving_late_says_so(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clock, "fixed", datetime(2026, 11, 20, 5, 20, tzinfo=UTC))
+    instance = support.run_instance()
+    env.run(spot_warning(instance))
+    assert "arrived late" in only_post(env)["text"]
+
+
+def test_rebalance_recommendation(env: Env) -> None:
+    instance = support.run_instance()
+    env.run(support.load_event("ec2-rebalance-recommendation", detail={"instance-id": instance}))
+    text = only_post(env)["text"]
+    assert instance in text and "rebalance" in text.lower() and "keeps running" in text
+
+
+def test_state_change_without_spot_warning_is_a_scheduled_stop(env: Env) -> None:
+    instance = support.run_instance()
+    env.run(support.load_event("ec2-state-change-stopping", detail={"instance-id": instance}))
+    text = only_post(env)["text"]
+    assert instance in text and "scheduled stop" in text and "Spot interruption" not in text
+    assert "next start of working hours" in text
+
+
+def test_state_change_after_spot_warning_is_a_spot_termination(env: Env) -> None:
+    instance = support.run_instance()
+    env.run(spot_warning(instance))
+    env.run(support.load_event("ec2-state-change-stopping", detail={"instance-id": instance}))
+    assert len(env.slack.posts) == 2
+    text = env.slack.posts[1]["text"]
+    assert instance in text and "Spot interruption" in text and "replacement" in text
+
+
+def test_state_change_with_spot_state_reason_is_a_spot_termination(env: Env) -> None:
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import StateReason
+
+    instance = support.run_instance()
+    moto_instance = ec2_backends[support.ACCOUNT][support.REGION].get_instance(instance)
+    moto_instance.state_reason = StateReason("Server.SpotInstanceTermination", "Server.SpotInstanceTermination")
+    env.run(support.load_event("ec2-state-change-stopping", detail={"instance-id": instance, "state": "terminated"}))
+    assert "Spot interruption" in only_post(env)["text"]
+
+
+def test_shutting_down_then_terminated_is_one_message(env: Env) -> None:
+    instance = support.run_instance()
+    env.run(support.load_event("ec2-state-change-stopping", detail={"instance-id": instance}))
+    env.run(
+        support.load_event(
+            "ec2-state-change-stopping", id="other-id", detail={"instance-id": instance, "state": "terminated"}
+        )
+    )
+    assert len(env.slack.posts) == 1
+
+
+def test_running_says_the_host_is_up(env: Env) -> None:
+    instance = support.run_instance()
+    env.run(support.load_event("ec2-state-change-stopping", detail={"instance-id": instance, "state": "running"}))
+    text = only_post(env)["text"]
+    assert instance in text and "is running" in text and "data was restored" in text
+
+
+def test_launch_failure_says_no_spot_capacity(env: Env) -> None:
+    env.run(support.load_event("autoscaling-launch-unsuccessful"))
+    text = only_post(env)["text"]
+    assert "No Spot capacity in ap-northeast-1a" in text
+    assert "spot-redis-staging" in text and "There is no Spot capacity available" in text
+    assert "keeps retrying" in text
+
+
+def test_snapshot_failure_of_our_volume(env: Env) -> None:
+    volume = support.make_volume()
+    source = f"arn:aws:ec2::ap-northeast-1:volume/{volume}"
+    env.run(support.load_event("ebs-snapshot-failed", detail={"source": source}))
+    text = only_post(env)["text"]
+    assert volume in text and "Source volume not found" in text and "next scheduled snapshot" in text
+
+
+def test_snapshot_failure_of_a_foreign_volume_is_ignored(env: Env) -> None:
+    volume = support.make_volume(stack=None)
+    source = f"arn:aws:ec2::ap-northeast-1:volume/{volume}"
+    assert env.run(support.load_event("ebs-snapshot-failed", detail={"source": source}))["status"] == "ignored"
+    other = support.make_volume(stack="production")
+    source = f"arn:aws:ec2::ap-northeast-1:volume/{other}"
+    assert env.run(support.load_event("ebs-snapshot-failed", detail={"source": source}))["status"] == "ignored"
+    assert env.slack.posts == []
+
+
+def test_dlm_policy_error(env: Env) -> None:
+    env.run(support.load_event("dlm-policy-state-error"))
+    text = only_post(env)["text"]
+    assert "policy-0123456789abcdef0" in text and "ERROR" in text and "sufficient permissions" in text
+    assert "pulumi up" in text
+
+
+@pytest.mark.parametrize(
+    ("detail_type", "extra", "expected"),
+    [
+        ("Redis Dataset Restored", {"data-age-seconds": 300}, ["restored", "5 min 0 s"]),
+        ("Redis Dataset Empty", {}, ["EMPTY", "warm-up batch starts"]),
+        ("Redis Warm-up Started", {"task-arn": "arn:aws:ecs:ap-northeast-1:123456789012:task/c/abc"}, ["abc"]),
+        ("Redis Warm-up Finished", {"result": "succeeded", "exit-code": 0}, ["finished successfully"]),
+        (
+            "Redis Warm-up Finished",
+            {"result": "failed", "exit-code": 3, "stopped-reason": "Essential container in task exited"},
+            ["FAILED", "exit code 3", "Essential container", "logs"],
+        ),
+        (
+            "Redis Host Bootstrap Failed",
+            {"step": "11/13 ansible-playbook site.yml (local)"},
+            ["FAILED", "11/13", "terminate"],
+        ),
+    ],
+)
+def test_custom_events(env: Env, detail_type: str, extra: dict[str, Any], expected: list[str]) -> None:
+    instance = support.run_instance()
+    env.run(support.custom_event(detail_type, {"instance-id": instance, "stack": support.STACK, **extra}))
+    text = only_post(env)["text"]
+    assert instance in text
+    for words in expected:
+        assert words in text
+
+
+def test_block_kit_payload_shape(env: Env) -> None:
+    instance = support.run_instance()
+    env.run(spot_warning(instance))
+    blocks = only_post(env)["blocks"]
+    assert [block["type"] for block in blocks] == ["header", "section", "section", "section", "section", "context"]
+    assert "12345678-1234-1234-1234-123456789012" in blocks[-1]["elements"][0]["text"]
+
+
+# --- once, ours only, malformed --------------------------------------------------------------------------------
+
+
+def test_same_spot_warning_twice_with_different_ids_posts_once(env: Env) -> None:
+    instance = support.run_instance()
+    env.run(spot_warning(instance, event_id="first"))
+    env.run(spot_warning(instance, event_id="second"))
+    assert len(env.slack.posts) == 1
+
+
+def test_spot_warnings_of_two_instances_post_twice(env: Env) -> None:
+    env.run(spot_warning(support.run_instance(), event_id="first"))
+    env.run(spot_warning(support.run_instance(), event_id="second"))
+    assert len(env.slack.posts) == 2
+
+
+@pytest.mark.parametrize("stack", [None, "production"])
+def test_foreign_instance_gets_no_message(env: Env, stack: str | None) -> None:
+    instance = support.run_instance(stack=stack)
+    assert env.run(spot_warning(instance))["status"] == "ignored"
+    detail = {"instance-id": instance, "stack": support.STACK}
+    assert env.run(support.custom_event("Redis Dataset Empty", detail))["status"] == "ignored"
+    assert env.slack.posts == []
+
+
+def test_custom_event_of_another_stack_gets_no_message(env: Env) -> None:
+    instance = support.run_instance()
+    detail = {"instance-id": instance, "stack": "production"}
+    assert env.run(support.custom_event("Redis Dataset Empty", detail))["status"] == "ignored"
+    assert env.slack.posts == []
+
+
+def without_detail() -> dict[str, Any]:
+    event = spot_warning("i-1234567890abcdef0", event_id="bad-event-1")
+    del event["detail"]
+    return event
+
+
+MALFORMED = {
+    "no detail": without_detail(),
+    "detail is a list": {**spot_warning("i-1", event_id="bad-event-2"), "detail": ["i-1"]},
+    "instance-id is a number": spot_warning(12345, event_id="bad-event-3"),  # type: ignore[arg-type]
+    "unknown detail-type": {**spot_warning("i-1", event_id="bad-event-4"), "detail-type": "Something Else"},
+    "bad time": {**spot_warning("i-1", event_id="bad-event-5"), "time": "yesterday"},
+    "data age is text": support.custom_event(
+        "Redis Dataset Restored", {"instance-id": "i-1", "stack": "staging", "data-age-seconds": "old"}, "bad-event-6"
+    ),
+    "warm-up result unknown": support.custom_event(
+        "Redis Warm-up Finished", {"instance-id": "i-1", "stack": "staging", "result": "maybe"}, "bad-event-8"
+    ),
+    "launch failure without group": support.load_event(
+        "autoscaling-launch-unsuccessful", id="bad-event-7", detail={"AutoScalingGroupName": None}
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_event_logs_an_error_and_returns(env: Env, name: str) -> None:
+    event = MALFORMED[name]
+    result = env.run(event)
+    assert result["status"] == "malformed"
+    errors = [record for record in support.log_records(env.logs) if record["level"] == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0]["event_id"] == event["id"]
+    assert env.slack.posts == []
+
+
+def test_not_an_object_is_malformed(env: Env) -> None:
+    assert env.run("nonsense")["status"] == "malformed"  # type: ignore[arg-type]
+    assert [r["event_id"] for r in support.log_records(env.logs) if r["level"] == "ERROR"] == ["unknown"]
+
+
+# --- Slack down: retries, fallback, nothing lost --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("slack_script", [[500, "hang", 500]])
+def test_slack_500_then_timeout_goes_to_the_fallback(env: Env) -> None:
+    instance = support.run_instance()
+    result = env.run(spot_warning(instance))
+    assert result["channel"] == "sns"
+    assert len(env.slack.posts) == 3  # retried
+    [notification] = env.fallback()
+    assert instance in notification["Message"] and "Slack did not answer" in notification["Message"]
+    assert notification["Subject"].startswith("[spot-redis] Spot interruption")
+
+
+@pytest.mark.parametrize("slack_script", [[500, 200]])
+def test_slack_500_then_200_is_retried_to_slack(env: Env) -> None:
+    assert env.run(spot_warning(support.run_instance()))["channel"] == "slack"
+    assert len(env.slack.posts) == 2
+    assert env.fallback() == []
+
+
+@pytest.mark.parametrize("slack_script", [[404]])
+def test_slack_404_goes_to_the_fallback_at_once(env: Env) -> None:
+    instance = support.run_instance()
+    assert env.run(spot_warning(instance))["channel"] == "sns"
+    assert len(env.slack.posts) == 1  # not retried
+    [notification] = env.fallback()
+    assert instance in notification["Message"] and "HTTP 404" in notification["Message"]
+
+
+@pytest.mark.parametrize("slack_script", [[500]])
+def test_retries_stop_when_the_function_runs_out_of_time(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app.SLACK, "backoff", 0.5)
+    env.context.remaining_ms = 1_100  # 0.1 s beyond the fallback reserve: one attempt, no time for a pause
+    assert env.run(spot_warning(support.run_instance()))["channel"] == "sns"
+    assert len(env.slack.posts) == 1
+
+
+@pytest.mark.parametrize("slack_script", [[404, 200]])
+def test_failed_delivery_leaves_no_record_so_the_retry_sends(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = support.run_instance()
+    monkeypatch.setenv("FALLBACK_TOPIC_ARN", f"arn:aws:sns:{support.REGION}:{support.ACCOUNT}:missing")
+    with pytest.raises(app.DeliveryFailedError):
+        env.run(spot_warning(instance, event_id="first"))
+    result = env.run(spot_warning(instance, event_id="first"))  # Lambda's retry of the same event
+    assert result["channel"] == "slack"
+    assert len(env.slack.posts) == 2
+
+
+@pytest.mark.parametrize("slack_script", [[500, "hang", 404]])
+def test_webhook_url_never_logged(env: Env) -> None:
+    instance = support.run_instance()
+    env.run(spot_warning(instance))
+    env.run(support.load_event("dlm-policy-state-error"))
+    logs = env.log_text()
+    assert "Slack" in logs  # the failures were logged...
+    assert env.slack.secret not in logs and "XyZsEcReTtOkEn123" not in logs  # ...without the URL
+    assert env.slack.url not in logs
+
+
+def test_webhook_read_from_ssm_once_per_container(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    ssm = support.client("ssm")
+    calls = []
+    original = ssm.get_parameter
+
+    def counting(**kwargs: Any) -> Any:
+        calls.append(kwargs["Name"])
+        return original(**kwargs)
+
+    monkeypatch.setattr(ssm, "get_parameter", counting)
+    app.clients.set("ssm", ssm)
+    env.run(spot_warning(support.run_instance(), event_id="a"))
+    env.run(spot_warning(support.run_instance(), event_id="b"))
+    assert calls == [PARAM]
+    assert len(env.slack.posts) == 2
