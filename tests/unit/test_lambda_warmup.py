@@ -1,0 +1,403 @@
+"""lambdas/warmup with moto: one warm-up task per host boot, only in working hours, on the given network.
+
+The function is loaded from its file as `warmup_app` (the notify function also has an app.py), with lambdas/ and
+lambdas/warmup/ on sys.path as in its zip (`common` package, `warmup_hours` module).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import io
+import json
+import logging
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
+for folder in (LAMBDAS, LAMBDAS / "warmup"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+_spec = importlib.util.spec_from_file_location("warmup_app", LAMBDAS / "warmup" / "app.py")
+assert _spec and _spec.loader
+app = importlib.util.module_from_spec(_spec)
+sys.modules["warmup_app"] = app
+_spec.loader.exec_module(app)
+
+REGION = "ap-northeast-1"
+STACK = "staging"
+AMI = "ami-12c6146b"
+TOKYO = datetime.timezone(datetime.timedelta(hours=9))
+MONDAY_10_JST = datetime.datetime(2025, 6, 2, 10, 0, tzinfo=TOKYO)
+SATURDAY_10_JST = datetime.datetime(2025, 6, 7, 10, 0, tzinfo=TOKYO)
+MONDAY_20_JST = datetime.datetime(2025, 6, 2, 20, 0, tzinfo=TOKYO)
+
+
+class FakeContext:
+    function_name = "spot-redis-staging-warmup"
+    memory_limit_in_mb = 128
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:spot-redis-staging-warmup"
+    aws_request_id = "request-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+class RecordingEcs:
+    """Passes every call to moto's ECS client and keeps RunTask's arguments (moto keeps only part of them)."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self.run_task_calls: list[dict[str, Any]] = []
+
+    def run_task(self, **kwargs: Any) -> Any:
+        self.run_task_calls.append(kwargs)
+        return self._client.run_task(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class World:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ec2 = boto3.client("ec2", region_name=REGION)
+        self.ecs = RecordingEcs(boto3.client("ecs", region_name=REGION))
+        self.events = boto3.client("events", region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.now = MONDAY_10_JST
+
+        # Not created in moto: the task definition is not awsvpc (see below), so nothing looks them up.
+        self.subnets = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]
+        self.security_groups = ["sg-0a1b2c3d4e5f60001", "sg-0a1b2c3d4e5f60002"]
+        self.cluster_arn = self.ecs.create_cluster(clusterName=f"spot-redis-{name}")["cluster"]["clusterArn"]
+        self.task_definition_arn = self.ecs.register_task_definition(
+            family=f"spot-redis-{name}-warmup",
+            # Not "awsvpc": moto 5.2.5 fails creating the task's ENI (NetworkInterface has no private_dns_name),
+            # so moto records no network settings; RecordingEcs checks the request instead.
+            networkMode="bridge",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[{"name": "warmup", "image": "warmup:latest", "essential": True, "memory": 512}],
+        )["taskDefinition"]["taskDefinitionArn"]
+        self.table = f"idempotency-{name}"
+        self.dynamodb.create_table(
+            TableName=self.table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        queue_url = self.sqs.create_queue(QueueName=f"seen-{name}")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self.queue_url = queue_url
+        self.rule = f"spot-redis-events-{name}"
+        self.events.put_rule(Name=self.rule, EventPattern=json.dumps({"source": ["spot-redis"]}))
+        self.events.put_targets(Rule=self.rule, Targets=[{"Id": "queue", "Arn": queue_arn}])
+
+        self.ours = self.instance({"spot-redis:stack": STACK})
+        self.foreign = self.instance({"spot-redis:stack": "production"})
+
+    def instance(self, tags: dict[str, str]) -> str:
+        return self.ec2.run_instances(
+            ImageId=AMI,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        )["Instances"][0]["InstanceId"]
+
+    def environ(self, work_hours: str) -> dict[str, str]:
+        return {
+            "STACK_NAME": STACK,
+            "IDEMPOTENCY_TABLE": self.table,
+            "CLUSTER_ARN": self.cluster_arn,
+            "TASK_DEFINITION_ARN": self.task_definition_arn,
+            "SUBNET_IDS": ",".join(self.subnets),
+            "SECURITY_GROUP_IDS": ",".join(self.security_groups),
+            "WORK_HOURS": work_hours,
+        }
+
+    def clients(self) -> Any:
+        return app.Clients(ec2=self.ec2, ecs=self.ecs, events=self.events, dynamodb=self.dynamodb)
+
+    def close(self) -> None:
+        self.events.remove_targets(Rule=self.rule, Ids=["queue"])
+        self.events.delete_rule(Name=self.rule)
+
+    def task_arns(self) -> list[str]:
+        return self.ecs.list_tasks(cluster=self.cluster_arn)["taskArns"]
+
+    def published(self) -> list[dict[str, Any]]:
+        seen = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return seen
+            for message in messages:
+                seen.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture(scope="module")
+def aws() -> Any:
+    """One moto for the module (a fresh EC2 backend costs about a second); each test gets its own resources."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": "spot-redis-staging-warmup",
+        }.items():
+            monkeypatch.setenv(name, value)
+        with mock_aws():
+            yield
+
+
+@pytest.fixture
+def world(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    world = World(uuid.uuid4().hex[:12])
+    try:
+        monkeypatch.setattr(app, "CLIENTS_FACTORY", world.clients)
+        monkeypatch.setattr(app, "CLOCK", lambda: world.now)
+        monkeypatch.setattr(app, "ENVIRON", world.environ("Mon,Tue,Wed,Thu,Fri 09:00-19:00 Asia/Tokyo"))
+        app.reset()
+        yield world
+    finally:
+        app.reset()
+        world.close()
+
+
+@pytest.fixture
+def logs() -> Any:
+    """The function's log lines, as Powertools formats them (JSON objects)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(app.logger.registered_formatter)
+    app.logger._logger.addHandler(handler)
+    lines: list[dict[str, Any]] = []
+
+    def read() -> list[dict[str, Any]]:
+        lines.extend(json.loads(line) for line in stream.getvalue().splitlines() if line)
+        stream.seek(0)
+        stream.truncate()
+        return lines
+
+    yield read
+    app.logger._logger.removeHandler(handler)
+
+
+def dataset_event(kind: str, instance_id: str, stack: str = STACK, **extra: Any) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": kind,
+        "source": "spot-redis",
+        "account": "123456789012",
+        "time": "2025-06-02T01:00:00Z",
+        "region": REGION,
+        "resources": [],
+        "detail": {"instance-id": instance_id, "stack": stack, **extra},
+    }
+
+
+def stopped_event(world: World, task_arn: str, exit_code: int | None, started_by: str) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "warmup", "lastStatus": "STOPPED"}
+    if exit_code is not None:
+        container["exitCode"] = exit_code
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": "123456789012",
+        "time": "2025-06-02T01:20:00Z",
+        "region": REGION,
+        "resources": [task_arn],
+        "detail": {
+            "clusterArn": world.cluster_arn,
+            "taskArn": task_arn,
+            "taskDefinitionArn": world.task_definition_arn,
+            "lastStatus": "STOPPED",
+            "desiredStatus": "STOPPED",
+            "startedBy": started_by,
+            "stopCode": "EssentialContainerExited",
+            "stoppedReason": "Essential container in task exited",
+            "containers": [container],
+        },
+    }
+
+
+def invoke(event: Any) -> dict[str, Any]:
+    return app.handler(event, FakeContext())
+
+
+def test_dataset_empty_starts_one_task_per_boot_and_announces_it(world: World) -> None:
+    first = invoke(dataset_event("Redis Dataset Empty", world.ours))
+    again = invoke(dataset_event("Redis Dataset Empty", world.ours))  # redelivered, with another event id
+
+    assert first["action"] == "started"
+    assert again["action"] == "duplicate"
+    assert again["task_arn"] == first["task_arn"]
+    assert world.task_arns() == [first["task_arn"]]
+    assert len(world.ecs.run_task_calls) == 1
+    (started,) = world.published()
+    assert started["detail-type"] == "Redis Warm-up Started"
+    assert started["source"] == "spot-redis"
+    assert started["detail"]["instance-id"] == world.ours
+    assert started["detail"]["stack"] == STACK
+    assert started["detail"]["task-arn"] == first["task_arn"]
+
+
+def test_a_new_boot_gets_its_own_task(world: World) -> None:
+    replacement = world.instance({"spot-redis:stack": STACK})
+    invoke(dataset_event("Redis Dataset Empty", world.ours))
+    invoke(dataset_event("Redis Dataset Empty", replacement))
+    assert len(world.task_arns()) == 2
+
+
+def test_the_task_runs_on_the_given_network_on_fargate_spot(world: World) -> None:
+    result = invoke(dataset_event("Redis Dataset Empty", world.ours))
+    (task,) = world.ecs.describe_tasks(cluster=world.cluster_arn, tasks=[result["task_arn"]])["tasks"]
+    assert task["startedBy"] == world.ours
+    assert task["taskDefinitionArn"] == world.task_definition_arn
+
+    # moto drops networkConfiguration (see register_task_definition above): check the request itself.
+    (call,) = world.ecs.run_task_calls
+    assert call["cluster"] == world.cluster_arn
+    assert call["taskDefinition"] == world.task_definition_arn
+    assert call["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+    assert "launchType" not in call
+    assert call["networkConfiguration"] == {
+        "awsvpcConfiguration": {
+            "subnets": world.subnets,
+            "securityGroups": world.security_groups,
+            "assignPublicIp": "DISABLED",
+        }
+    }
+    assert call["startedBy"] == world.ours
+    assert "tags" not in call  # tags on RunTask would need ecs:TagResource
+
+
+@pytest.mark.parametrize("now", [SATURDAY_10_JST, MONDAY_20_JST], ids=["weekend", "evening"])
+def test_nothing_starts_outside_working_hours_and_the_log_says_why(world: World, logs: Any, now: Any) -> None:
+    world.now = now
+    result = invoke(dataset_event("Redis Dataset Empty", world.ours))
+
+    assert result["action"] == "skipped"
+    assert world.task_arns() == []
+    assert world.published() == []
+    (line,) = [line for line in logs() if "outside working hours" in line["message"]]
+    assert world.ours in line["message"]
+    assert "Mon,Tue,Wed,Thu,Fri 09:00-19:00 Asia/Tokyo" in line["message"]
+    assert line["event_id"]
+
+
+def test_day_ranges_and_always_on(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.now = SATURDAY_10_JST
+    monkeypatch.setattr(app, "ENVIRON", world.environ("Mon-Fri 09:00-19:00 Asia/Tokyo"))
+    app.reset()
+    assert invoke(dataset_event("Redis Dataset Empty", world.ours))["action"] == "skipped"
+
+    monkeypatch.setattr(app, "ENVIRON", world.environ(""))  # empty: always on
+    app.reset()
+    assert invoke(dataset_event("Redis Dataset Empty", world.ours))["action"] == "started"
+
+
+def test_restored_recent_data_needs_no_warmup_but_old_data_does(world: World) -> None:
+    young = invoke(dataset_event("Redis Dataset Restored", world.ours, **{"data-age-seconds": 120}))
+    assert young["action"] == "skipped"
+    assert world.task_arns() == []
+
+    old = invoke(dataset_event("Redis Dataset Restored", world.ours, **{"data-age-seconds": 3 * 24 * 3600}))
+    assert old["action"] == "started"
+    assert world.task_arns() == [old["task_arn"]]
+    (started,) = world.published()
+    assert started["detail"]["trigger"] == "Redis Dataset Restored"
+
+
+def test_foreign_instances_and_stacks_start_nothing(world: World) -> None:
+    untagged = world.instance({"Name": "someone-else"})
+    for event in (
+        dataset_event("Redis Dataset Empty", world.foreign),
+        dataset_event("Redis Dataset Empty", untagged),
+        dataset_event("Redis Dataset Empty", "i-0123456789abcdef0"),  # does not exist
+        dataset_event("Redis Dataset Empty", world.ours, stack="production"),
+    ):
+        assert invoke(event)["action"] == "skipped"
+    assert world.task_arns() == []
+    assert world.published() == []
+
+
+@pytest.mark.parametrize(("exit_code", "result"), [(0, "succeeded"), (1, "failed"), (None, "failed")])
+def test_a_stopped_task_becomes_warmup_finished(world: World, exit_code: int | None, result: str) -> None:
+    task_arn = invoke(dataset_event("Redis Dataset Empty", world.ours))["task_arn"]
+    world.published()  # drop "Started"
+
+    stopped = stopped_event(world, task_arn, exit_code, world.ours)
+    assert invoke(stopped)["result"] == result
+    invoke({**stopped, "id": str(uuid.uuid4())})  # redelivered: said once
+
+    (finished,) = world.published()
+    assert finished["detail-type"] == "Redis Warm-up Finished"
+    assert finished["detail"] == {
+        "task-arn": task_arn,
+        "instance-id": world.ours,
+        "stack": STACK,
+        "result": result,
+        "exit-code": exit_code,
+        "stopped-reason": "Essential container in task exited",
+        "stop-code": "EssentialContainerExited",
+    }
+
+
+def test_other_tasks_are_not_reported(world: World) -> None:
+    task_arn = f"arn:aws:ecs:{REGION}:123456789012:task/spot-redis-staging/0123456789abcdef"
+    manual = stopped_event(world, task_arn, 0, "ecs-cli/operator")
+    other_cluster = stopped_event(world, task_arn, 0, world.ours)
+    other_cluster["detail"]["clusterArn"] = f"arn:aws:ecs:{REGION}:123456789012:cluster/other"
+    for event in (manual, other_cluster):
+        assert invoke(event)["action"] == "skipped"
+    assert world.published() == []
+
+
+def _without(event: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k != key}
+
+
+MALFORMED = {
+    "no detail": lambda w: _without(dataset_event("Redis Dataset Empty", w.ours), "detail"),
+    "detail is a string": lambda w: {**dataset_event("Redis Dataset Empty", w.ours), "detail": "i-0"},
+    "no instance id": lambda w: {**dataset_event("Redis Dataset Empty", w.ours), "detail": {"stack": STACK}},
+    "instance id is a number": lambda w: dataset_event("Redis Dataset Empty", 42),
+    "age is text": lambda w: dataset_event("Redis Dataset Restored", w.ours, **{"data-age-seconds": "old"}),
+    "age is missing": lambda w: dataset_event("Redis Dataset Restored", w.ours),
+    "unknown detail-type": lambda w: dataset_event("Redis Dataset Exploded", w.ours),
+    "unknown source": lambda w: {**dataset_event("Redis Dataset Empty", w.ours), "source": "aws.s3"},
+    "exit code is text": lambda w: stopped_event(w, "arn:aws:ecs:x:1:task/c/t", "1", w.ours),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_malformed_events_are_logged_with_their_id_and_never_raise(world: World, logs: Any, name: str) -> None:
+    event = MALFORMED[name](world)
+    assert invoke(event)["action"] == "ignored"
+    errors = [line for line in logs() if line["level"] == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0]["event_id"] == event["id"]
+    assert event["id"] in errors[0]["message"]
+    assert world.task_arns() == []
+    assert world.published() == []
+
+
+@pytest.mark.parametrize("event", [None, "text", [], {"id": "x"}], ids=repr)
+def test_events_that_are_not_eventbridge_events_never_raise(world: World, event: Any) -> None:
+    assert invoke(event)["action"] == "ignored"
