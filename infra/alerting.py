@@ -18,6 +18,7 @@ from infra.config import StackConfig
 LAMBDA_RUNTIME = "python3.13"
 SHARED_CODE = "common"
 SKIPPED = {"__pycache__", ".pytest_cache"}
+FAILED_EVENT_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's longest
 
 
 def lambda_files(repo_root: Path, function: str) -> dict[str, Path]:
@@ -84,6 +85,7 @@ class Alerting(Concern):
         self.account_id = account_id
         self._idempotency_table(name)
         self._fallback_topic(name)
+        self._failed_events_queue(name)
         common_environment = {"STACK_NAME": config.stack, "IDEMPOTENCY_TABLE": self.table.name}
 
         self.notify = self._function(
@@ -96,13 +98,14 @@ class Alerting(Concern):
                 "FALLBACK_TOPIC_ARN": self.topic.arn,
             },
             policy=lambda log_group_arn: pulumi.Output.all(
-                log_group_arn, self.table.arn, slack_parameter.arn, self.topic.arn, account_id
+                log_group_arn, self.table.arn, slack_parameter.arn, self.topic.arn, account_id, self.failed_events.arn
             ).apply(
                 lambda values: iam_documents.notify_policy(
                     log_group_arn=values[0],
                     table_arn=values[1],
                     slack_parameter_arn=values[2],
                     topic_arn=values[3],
+                    failure_queue_arn=values[5],
                     region=config.region,
                     account_id=values[4],
                 )
@@ -124,14 +127,21 @@ class Alerting(Concern):
                 "WORK_HOURS": work_hours_text(config),
             },
             policy=lambda log_group_arn: pulumi.Output.all(
-                log_group_arn, self.table.arn, cluster_arn, task_family_arn, account_id, *pass_role_arns
+                log_group_arn,
+                self.table.arn,
+                cluster_arn,
+                task_family_arn,
+                account_id,
+                self.failed_events.arn,
+                *pass_role_arns,
             ).apply(
                 lambda values: iam_documents.warmup_policy(
                     log_group_arn=values[0],
                     table_arn=values[1],
                     cluster_arn=values[2],
                     task_definition_family_arn=values[3],
-                    pass_role_arns=list(values[5:]),
+                    pass_role_arns=list(values[6:]),
+                    failure_queue_arn=values[5],
                     region=config.region,
                     account_id=values[4],
                 )
@@ -182,7 +192,12 @@ class Alerting(Concern):
         ):
             self._route(rule, self.warmup)
         self.register_outputs(
-            {"notify_function": self.notify.name, "warmup_function": self.warmup.name, "topic_arn": self.topic.arn}
+            {
+                "notify_function": self.notify.name,
+                "warmup_function": self.warmup.name,
+                "topic_arn": self.topic.arn,
+                "failed_events_queue": self.failed_events.url,
+            }
         )
 
     def _idempotency_table(self, name: str) -> None:
@@ -215,6 +230,18 @@ class Alerting(Concern):
                 opts=self.child,
             )
 
+    def _failed_events_queue(self, name: str) -> None:
+        # Lambda invokes asynchronously: after its own retries it drops an event the function failed on, unless
+        # the event has somewhere to go. It goes here, for two weeks, and the notify function never loses it silently.
+        self.failed_events = aws.sqs.Queue(
+            f"{name}-failed-events",
+            name=self.physical_name("failed-events"),
+            message_retention_seconds=FAILED_EVENT_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            tags=self.tags("failed-events"),
+            opts=self.child,
+        )
+
     def _function(
         self,
         function: str,
@@ -246,7 +273,7 @@ class Alerting(Concern):
         files = lambda_files(self.repo_root, function)
         if "app.py" not in files:
             pulumi.log.warn(f"lambdas/{function}/app.py is missing: the {function} function will fail until it exists")
-        return aws.lambda_.Function(
+        lambda_function = aws.lambda_.Function(
             f"{function}-function",
             name=function_name,
             description=description,
@@ -264,6 +291,15 @@ class Alerting(Concern):
             # The role's permissions must exist before the function first runs.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{function}-async",
+            function_name=lambda_function.name,
+            maximum_retry_attempts=2,
+            maximum_event_age_in_seconds=3600,
+            destination_config={"on_failure": {"destination": self.failed_events.arn}},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+        )
+        return lambda_function
 
     def _route(self, rule: Rule, function: aws.lambda_.Function) -> None:
         event_rule = aws.cloudwatch.EventRule(

@@ -107,6 +107,11 @@ def _document(*statements: Statement) -> str:
 # --- statements shared by several roles -------------------------------------------------------------------
 
 
+def _keep_failed_events(queue_arn: str) -> Statement:
+    """Lambda's on-failure destination: an event the function failed on, after its retries, is kept there."""
+    return _statement("SendFailedEventsToOwnQueue", ["sqs:SendMessage"], _arn("failure_queue_arn", queue_arn, "sqs"))
+
+
 def _decrypt_parameters_via_ssm(region: str, account_id: str) -> Statement:
     # SecureString parameters use the aws/ssm key (or a customer key); only SSM, on the role's behalf, may use it.
     return _statement(
@@ -261,6 +266,7 @@ def notify_policy(
     table_arn: str,
     slack_parameter_arn: str,
     topic_arn: str,
+    failure_queue_arn: str,
     region: str,
     account_id: str,
 ) -> str:
@@ -269,6 +275,7 @@ def notify_policy(
     return _document(
         _write_own_logs(log_group_arn),
         _use_table(table_arn),
+        _keep_failed_events(failure_queue_arn),
         _statement(
             "ReadOnlySlackWebhookParameter",
             ["ssm:GetParameter"],
@@ -293,6 +300,7 @@ def warmup_policy(
     task_definition_family_arn: str,
     pass_role_arns: list[str],
     region: str,
+    failure_queue_arn: str,
     account_id: str,
 ) -> str:
     """The warm-up Lambda's role: run the warm-up task (any revision of its family) in the stack's cluster."""
@@ -306,6 +314,7 @@ def warmup_policy(
     return _document(
         _write_own_logs(log_group_arn),
         _use_table(table_arn),
+        _keep_failed_events(failure_queue_arn),
         _describe_ec2(region, ["ec2:DescribeInstances"]),
         _statement("RunOnlyWarmupTaskInStackCluster", ["ecs:RunTask"], f"{family}:*", in_cluster),
         _statement(

@@ -48,7 +48,7 @@ def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> 
         boot_prerequisites=[bundle.object, *parameters.parameters.values()],
         now=now or datetime.datetime.now(datetime.UTC),
     )
-    Alerting(
+    alerting = Alerting(
         "alerting",
         config,
         repo_root=repo_root,
@@ -72,6 +72,7 @@ def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> 
         "bundleBucket": bundle.bucket.id,
         "clusterName": platform.cluster.name,
         "ecrRepositoryUrl": platform.repository.repository_url,
+        "failedEventsQueueUrl": alerting.failed_events.url,
     }
     for name, value in outputs.items():
         pulumi.export(name, value)

@@ -161,6 +161,7 @@ def _computed(type_token: str, name: str, inputs: dict, region: str) -> tuple[st
         "aws:lambda/function:Function": (physical, {"arn": f"arn:aws:lambda:{region}:{ACCOUNT}:function:{physical}"}),
         "aws:dynamodb/table:Table": (physical, {"arn": f"{arn_prefix}:table/{physical}", "name": physical}),
         "aws:sns/topic:Topic": (physical, {"arn": f"{arn_prefix}:{physical}"}),
+        "aws:sqs/queue:Queue": (physical, {"url": f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{physical}"}),
         "aws:dlm/lifecyclePolicy:LifecyclePolicy": (
             "policy-0123456789abcdef0",
             {"arn": f"{arn_prefix}:policy/policy-0123456789abcdef0"},

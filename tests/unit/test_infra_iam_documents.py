@@ -58,6 +58,8 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
     }
 )
 
+FAILURE_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:spot-redis-staging-failed-events"
+
 
 def _host(**overrides: Any) -> str:
     kwargs: dict[str, Any] = {
@@ -79,6 +81,7 @@ def _notify(**overrides: Any) -> str:
         "table_arn": TABLE_ARN,
         "slack_parameter_arn": SLACK_PARAMETER_ARN,
         "topic_arn": TOPIC_ARN,
+        "failure_queue_arn": FAILURE_QUEUE_ARN,
         "region": REGION,
         "account_id": ACCOUNT,
     }
@@ -92,6 +95,7 @@ def _warmup(**overrides: Any) -> str:
         "cluster_arn": CLUSTER_ARN,
         "task_definition_family_arn": TASK_FAMILY_ARN,
         "pass_role_arns": PASS_ROLE_ARNS,
+        "failure_queue_arn": FAILURE_QUEUE_ARN,
         "region": REGION,
         "account_id": ACCOUNT,
     }

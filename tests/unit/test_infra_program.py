@@ -363,6 +363,23 @@ def test_idempotency_table_uses_powertools_default_key_schema_with_ttl(run):
     assert table["billingMode"] == "PAY_PER_REQUEST"
 
 
+def test_an_event_a_lambda_failed_on_is_kept_not_dropped(run):
+    queue = run.one("aws:sqs/queue:Queue")
+    assert queue.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
+    assert queue.inputs["sqsManagedSseEnabled"] is True
+    configs = {
+        c.inputs["functionName"]: c.inputs
+        for c in run.of_type("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
+    }
+    assert set(configs) == {"spot-redis-example-notify", "spot-redis-example-warmup"}
+    for config in configs.values():
+        assert config["destinationConfig"]["onFailure"]["destination"] == queue.outputs["arn"]
+    for policy in ("notify-policy", "warmup-policy"):
+        statements = json.loads(run.named(policy).inputs["policy"])["Statement"]
+        assert any(s["Action"] == ["sqs:SendMessage"] and s["Resource"] == queue.outputs["arn"] for s in statements)
+    assert run.outputs["failedEventsQueueUrl"].endswith("/spot-redis-example-failed-events")
+
+
 def test_fallback_topic_mails_the_team(run):
     subscription = run.one("aws:sns/topicSubscription:TopicSubscription").inputs
     assert subscription["protocol"] == "email"
