@@ -158,17 +158,30 @@ class Warmup:
         self.settings = settings
         self.clients = clients
         self.clock = clock
-        store = DynamoDBPersistenceLayer(table_name=settings.table, boto3_client=clients.dynamodb)
         # Key on what the event is about, not on the event id: one boot = one instance id; one task = one ARN.
+        # raise_on_no_idempotency_key: a payload without its key must fail loudly, never run unguarded.
         self.boot_config = IdempotencyConfig(
-            event_key_jmespath='"instance-id"', expires_after_seconds=BOOT_MEMORY_SECONDS
+            event_key_jmespath='"instance-id"',
+            expires_after_seconds=BOOT_MEMORY_SECONDS,
+            raise_on_no_idempotency_key=True,
         )
-        self.task_config = IdempotencyConfig(event_key_jmespath='"task-arn"', expires_after_seconds=BOOT_MEMORY_SECONDS)
+        self.task_config = IdempotencyConfig(
+            event_key_jmespath='"task-arn"',
+            expires_after_seconds=BOOT_MEMORY_SECONDS,
+            raise_on_no_idempotency_key=True,
+        )
+        # One persistence layer per idempotent function: a layer takes the config of the first call it serves and
+        # ignores every later one (Powertools' BasePersistenceLayer.configure), so a shared layer would key both
+        # functions on whichever key came first. Each layer's key prefix is its own function's name.
         self._start_once = idempotent_function(
-            data_keyword_argument="boot", persistence_store=store, config=self.boot_config
+            data_keyword_argument="boot",
+            persistence_store=DynamoDBPersistenceLayer(table_name=settings.table, boto3_client=clients.dynamodb),
+            config=self.boot_config,
         )(self._start)
         self._finish_once = idempotent_function(
-            data_keyword_argument="task", persistence_store=store, config=self.task_config
+            data_keyword_argument="task",
+            persistence_store=DynamoDBPersistenceLayer(table_name=settings.table, boto3_client=clients.dynamodb),
+            config=self.task_config,
         )(self._finish)
 
     # --- dispatch ----------------------------------------------------------------------------------------------
@@ -253,8 +266,9 @@ class Warmup:
             # startedBy names the boot (an instance id fits its 36 characters) and comes back in the task's
             # state change events; no tags, which would need ecs:TagResource.
             startedBy=instance_id,
-            # ECS's own idempotency, should the record above be lost between RunTask and its write.
-            clientToken=f"warmup-{instance_id}",
+            # No clientToken: the idempotency record already keeps a boot to one task, and ECS may answer a repeated
+            # token with the first call's response, so after a `failures`-only answer (e.g. no Spot capacity) a
+            # retry with the same token would get that failure again instead of a new attempt.
         )
         tasks = response.get("tasks") or []
         if not tasks:

@@ -64,6 +64,31 @@ class RecordingEcs:
         return getattr(self._client, name)
 
 
+class NoCapacityOnceEcs(RecordingEcs):
+    """The first RunTask answers only `failures` (no Fargate Spot capacity), later ones start the task.
+
+    Like ECS, a RunTask repeating an earlier clientToken gets that earlier call's answer back.
+    """
+
+    def __init__(self, client: Any):
+        super().__init__(client)
+        self._answers: dict[str, Any] = {}
+
+    def run_task(self, **kwargs: Any) -> Any:
+        token = kwargs.get("clientToken")
+        if token is not None and token in self._answers:
+            self.run_task_calls.append(kwargs)
+            return self._answers[token]
+        if not self.run_task_calls:
+            self.run_task_calls.append(kwargs)
+            answer: Any = {"tasks": [], "failures": [{"reason": "RESOURCE:FARGATE"}]}
+        else:
+            answer = super().run_task(**kwargs)
+        if token is not None:
+            self._answers[token] = answer
+        return answer
+
+
 class World:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -285,6 +310,7 @@ def test_the_task_runs_on_the_given_network_on_fargate_spot(world: World) -> Non
     }
     assert call["startedBy"] == world.ours
     assert "tags" not in call  # tags on RunTask would need ecs:TagResource
+    assert "clientToken" not in call  # a retry after `failures` must be a new attempt, not ECS's replayed answer
 
 
 @pytest.mark.parametrize("now", [SATURDAY_10_JST, MONDAY_20_JST], ids=["weekend", "evening"])
@@ -357,6 +383,60 @@ def test_a_stopped_task_becomes_warmup_finished(world: World, exit_code: int | N
         "stopped-reason": "Essential container in task exited",
         "stop-code": "EssentialContainerExited",
     }
+
+
+def test_a_task_stopped_first_in_a_fresh_container_does_not_unguard_the_boot(world: World) -> None:
+    # Powertools configures a persistence layer once, from the first call it serves: were both functions to share
+    # one, a container whose first event is a stopped task would key boots on "task-arn", which they lack.
+    task_arn = f"arn:aws:ecs:{REGION}:123456789012:task/spot-redis-staging/0123456789abcdef"
+    assert invoke(stopped_event(world, task_arn, 0, world.ours))["action"] == "finished"
+    assert [event["detail-type"] for event in world.published()] == ["Redis Warm-up Finished"]
+
+    first = invoke(dataset_event("Redis Dataset Empty", world.ours))
+    again = invoke(dataset_event("Redis Dataset Empty", world.ours))  # redelivered, with another event id
+
+    assert (first["action"], again["action"]) == ("started", "duplicate")
+    assert len(world.ecs.run_task_calls) == 1
+    assert world.task_arns() == [first["task_arn"]]
+    assert [event["detail-type"] for event in world.published()] == ["Redis Warm-up Started"]
+    # Each function keeps its records under its own prefix (function name, module, method).
+    prefixes = sorted(item["id"]["S"].split("#")[0] for item in world.dynamodb.scan(TableName=world.table)["Items"])
+    assert [prefix.rsplit(".", 1)[-1] for prefix in prefixes] == ["_finish", "_start"]
+
+
+def test_a_boot_first_in_a_fresh_container_does_not_unguard_the_task(world: World) -> None:
+    task_arn = invoke(dataset_event("Redis Dataset Empty", world.ours))["task_arn"]
+    assert [event["detail-type"] for event in world.published()] == ["Redis Warm-up Started"]
+
+    stopped = stopped_event(world, task_arn, 0, world.ours)
+    assert invoke(stopped)["action"] == "finished"
+    assert invoke({**stopped, "id": str(uuid.uuid4())})["action"] == "finished"  # redelivered
+    assert [event["detail-type"] for event in world.published()] == ["Redis Warm-up Finished"]
+
+    # Once per task, not per boot: another task of the same boot (e.g. a rerun) is reported too.
+    rerun = f"arn:aws:ecs:{REGION}:123456789012:task/spot-redis-staging/0123456789abcdef"
+    assert invoke(stopped_event(world, rerun, 1, world.ours))["result"] == "failed"
+    (finished,) = world.published()
+    assert finished["detail"]["task-arn"] == rerun
+
+
+def test_a_retry_after_no_capacity_starts_the_task(world: World) -> None:
+    world.ecs = NoCapacityOnceEcs(world.ecs._client)
+    event = dataset_event("Redis Dataset Empty", world.ours)
+
+    with pytest.raises(RuntimeError, match="RESOURCE:FARGATE"):
+        invoke(event)  # raised: Lambda retries the event
+    assert world.task_arns() == []
+    assert world.published() == []
+
+    retried = invoke(event)  # the failed attempt's idempotency record does not block the retry
+
+    assert retried["action"] == "started"
+    assert len(world.ecs.run_task_calls) == 2
+    assert world.task_arns() == [retried["task_arn"]]
+    (started,) = world.published()
+    assert started["detail-type"] == "Redis Warm-up Started"
+    assert started["detail"]["task-arn"] == retried["task_arn"]
 
 
 def test_other_tasks_are_not_reported(world: World) -> None:
