@@ -4,18 +4,23 @@ EventBridge → this function → Slack (Block Kit, with a plain-text ``text``),
 (4xx: at once) or does not answer (5xx, timeout, connection error: retried with back-off within the function's time).
 
 - Ownership: events about instances or volumes not tagged ``spot-redis:stack=<STACK_NAME>`` produce no message.
+  Custom ``spot-redis`` events are ours when ``detail.stack`` is ``STACK_NAME`` (only this stack's host and functions
+  put such events); their instance's tags are not read, as AWS stops listing them about an hour after termination.
 - Once: idempotent on ``{kind, subject}`` (e.g. ``spot-interruption`` + instance id) for one hour
   (:data:`common.idempotency.WINDOW_SECONDS`), not on the event id. The stop/termination states of one instance share
   one kind, so ``shutting-down`` then ``terminated`` make one message. If both Slack and SNS fail the handler raises
   :class:`DeliveryFailedError`: Powertools deletes the idempotency record, and the Lambda retry sends it again.
 - Malformed events (no detail, wrong types, unknown detail-type) are logged as errors with the event id; the handler
   returns normally because a retry would not help.
-- The webhook URL is read from SSM once per container and never logged: urllib's exceptions are reduced to their type
-  and status code, and every logged string goes through :func:`scrub`.
+- The webhook URL is read from SSM once per container and never logged: a value with whitespace or control
+  characters is refused (an error log without it, then the fallback), urllib's and http.client's exceptions are
+  reduced to their type and status code (a broken answer is retried like a 5xx, a URL urllib rejects goes to the
+  fallback at once), and every logged string goes through :func:`scrub`.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -299,12 +304,20 @@ def dlm_error(record: EventRecord, stack: str) -> Notice | None:
 
 
 def _stack_event(record: EventRecord, stack: str) -> str | None:
-    """The instance id of a custom spot-redis event of this stack about one of our instances."""
+    """The instance id of a custom spot-redis event of this stack; None (logged) for another stack's event.
+
+    ``detail.stack`` is the ownership test: only this stack's host and functions put spot-redis events naming this
+    stack. The instance's tags are not read: AWS stops listing a terminated instance's tags about an hour after
+    termination, and a Warm-up Finished may well outlive its host.
+    """
+    instance_id = detail_str(record, "instance-id")
     event_stack = detail_str(record, "stack")
     if event_stack != stack:
-        logger.info("event of another stack: no message", extra={"event_stack": event_stack})
+        logger.info(
+            "event of another stack: no message", extra={"event_stack": event_stack, "instance_id": instance_id}
+        )
         return None
-    return _owned_instance(record, stack)
+    return instance_id
 
 
 def dataset_restored(record: EventRecord, stack: str) -> Notice | None:
@@ -450,6 +463,9 @@ def webhook_url() -> str:
     if _webhook_url is None:
         response = clients.get("ssm").get_parameter(Name=require_env("SLACK_WEBHOOK_PARAM"), WithDecryption=True)
         url = response["Parameter"]["Value"].strip()
+        if any(ch.isspace() or not ch.isprintable() for ch in url):
+            # http.client would refuse it with an error that quotes the path (the secret): never let it get there.
+            raise ValueError("the Slack webhook parameter contains whitespace or control characters")
         parts = urlsplit(url)
         local = parts.hostname in ("127.0.0.1", "localhost")
         if parts.scheme != "https" and not (parts.scheme == "http" and local):
@@ -459,11 +475,13 @@ def webhook_url() -> str:
 
 
 def _post_once(url: str, body: bytes, timeout: float) -> str | None:
-    """None when Slack took the message; else a short, URL-free reason. Raises _RefusedError on 4xx other than 429."""
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked in webhook_url()
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
+    """None when Slack took the message; else a short, URL-free reason (only exception type names, never their
+    messages, which may quote the URL). Raises _RefusedError on 4xx other than 429 and on a URL urllib rejects."""
+    refused: str | None = None
     try:
+        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in webhook_url()
+            url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             response.read()
             return None
@@ -475,6 +493,12 @@ def _post_once(url: str, body: bytes, timeout: float) -> str | None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         return "timeout" if isinstance(reason, TimeoutError) else f"connection error ({type(reason).__name__})"
+    except (http.client.InvalidURL, ValueError) as error:
+        refused = f"unusable webhook URL ({type(error).__name__})"  # raised below, outside this block: no context
+    except http.client.HTTPException as error:
+        return f"broken HTTP answer ({type(error).__name__})"  # IncompleteRead, BadStatusLine, ...: like a 5xx
+    if refused is not None:
+        raise _RefusedError(refused)
     if 400 <= status < 500 and status != 429:
         raise _RefusedError(f"HTTP {status}")
     return f"HTTP {status}"
@@ -489,7 +513,10 @@ def post_to_slack(payload: dict[str, Any], context: Any) -> str | None:
     try:
         url = webhook_url()
     except Exception as error:
-        return f"webhook URL unavailable ({type(error).__name__})"
+        reason = f"webhook URL unavailable ({type(error).__name__})"
+        message = str(error) if isinstance(error, ValueError) else type(error).__name__  # our messages, value-free
+        logger.error("cannot use the Slack webhook parameter", extra={"reason": reason, "error": message})
+        return reason
     body = json.dumps(payload).encode()
     policy = SLACK
     pause = policy.backoff

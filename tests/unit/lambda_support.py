@@ -166,12 +166,21 @@ def make_volume(stack: str | None = STACK) -> str:
     return ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=8, TagSpecifications=tags)["VolumeId"]
 
 
+BROKEN_ANSWERS = {
+    # The connection closes in the middle of the headers: http.client raises IncompleteRead (not an OSError).
+    "cut-headers": b"HTTP/1.1 200 OK\r\nContent-Length: 2",
+    # Not HTTP at all: http.client raises BadStatusLine (not an OSError either).
+    "bad-status": b"SSH-2.0-OpenSSH_9.6\r\n",
+}
+
+
 @dataclass
 class SlackStandIn:
     """A local Slack webhook: answers each POST with the next item of ``script`` (the last one repeats).
 
-    Items: an HTTP status (200, 404, 500, ...) or ``"hang"`` (no answer for ``hang_seconds``). ``posts`` holds the
-    JSON bodies received, answered or not; ``url`` carries a secret-looking path, as a real webhook does.
+    Items: an HTTP status (200, 404, 500, ...), ``"hang"`` (no answer for ``hang_seconds``) or a broken answer of
+    :data:`BROKEN_ANSWERS` (then the connection is closed). ``posts`` holds the JSON bodies received, answered or
+    not; ``url`` carries a secret-looking path, as a real webhook does.
     """
 
     script: list[int | str] = field(default_factory=lambda: [200])
@@ -193,6 +202,10 @@ class SlackStandIn:
                     stand_in._served += 1
                 if answer == "hang":
                     time.sleep(stand_in.hang_seconds)
+                    return
+                if answer in BROKEN_ANSWERS:
+                    self.wfile.write(BROKEN_ANSWERS[str(answer)])
+                    self.close_connection = True
                     return
                 status = int(answer)
                 text = b"ok" if status == 200 else b"no_service" if status == 404 else b"internal_error"
@@ -257,3 +270,55 @@ def capture_logs(logger: Any) -> Iterator[io.StringIO]:
 
 def log_records(buffer: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+
+# --- lambdas/notify's world: moto, the Slack stand-in, the fallback topic (shared by the notify and contract tests) --
+
+NOTIFY_PARAM = "/spot-redis/staging/slack-webhook"
+NOTIFY_TABLE = "spot-redis-idempotency"
+
+
+@dataclass
+class NotifyEnv:
+    """What a notify test sees: the Slack stand-in, the fallback queue, the context and the function's logs."""
+
+    app: ModuleType
+    slack: SlackStandIn
+    queue: str
+    context: FakeContext
+    logs: io.StringIO
+
+    def run(self, event: Any) -> dict[str, Any]:
+        return self.app.handler(event, self.context)
+
+    def fallback(self) -> list[dict[str, Any]]:
+        return queue_messages(self.queue)
+
+    def log_text(self) -> str:
+        return self.logs.getvalue()
+
+
+@contextlib.contextmanager
+def notify_env(app: ModuleType, script: list[int | str] | None = None, now: Any = None) -> Iterator[NotifyEnv]:
+    """moto with notify's settings, table, webhook parameter and fallback topic; a Slack stand-in answering
+    ``script``; fast Slack retries; ``common.runtime.clock`` fixed at ``now`` (when given); logs captured."""
+    from common.runtime import clock
+
+    settings = {"STACK_NAME": STACK, "IDEMPOTENCY_TABLE": NOTIFY_TABLE, "SLACK_WEBHOOK_PARAM": NOTIFY_PARAM}
+    fast = app.SlackPolicy(attempt_timeout=0.2, backoff=0.01, max_attempts=3, reserve=1)
+    with (
+        aws(settings),
+        SlackStandIn(script=script or [200], hang_seconds=0.5) as slack,
+        mock.patch.object(app, "SLACK", fast),
+        mock.patch.object(clock, "fixed", now),
+    ):
+        make_idempotency_table(NOTIFY_TABLE)
+        put_webhook_parameter(NOTIFY_PARAM, slack.url)
+        topic, queue = fallback_topic_with_queue()
+        os.environ["FALLBACK_TOPIC_ARN"] = topic  # undone by aws()'s patch.dict
+        app.reset_caches()
+        try:
+            with capture_logs(app.logger) as logs:
+                yield NotifyEnv(app=app, slack=slack, queue=queue, context=FakeContext(), logs=logs)
+        finally:
+            app.reset_caches()

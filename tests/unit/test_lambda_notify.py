@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,25 +15,11 @@ app = support.load_lambda("notify")
 
 from common.runtime import clock  # noqa: E402 - lambdas/ is on sys.path once lambda_support is imported
 
-PARAM = "/spot-redis/staging/slack-webhook"
+PARAM = support.NOTIFY_PARAM
 NOW = datetime(2026, 11, 20, 5, 13, 0, tzinfo=UTC)  # 20 s after the sample Spot warning's time
 
 
-@dataclass
-class Env:
-    slack: support.SlackStandIn
-    queue: str
-    context: support.FakeContext
-    logs: Any
-
-    def run(self, event: dict[str, Any]) -> dict[str, Any]:
-        return app.handler(event, self.context)
-
-    def fallback(self) -> list[dict[str, Any]]:
-        return support.queue_messages(self.queue)
-
-    def log_text(self) -> str:
-        return self.logs.getvalue()
+Env = support.NotifyEnv
 
 
 @pytest.fixture
@@ -42,23 +28,9 @@ def slack_script() -> list[int | str]:
 
 
 @pytest.fixture
-def env(slack_script: list[int | str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    settings = {
-        "STACK_NAME": support.STACK,
-        "IDEMPOTENCY_TABLE": "spot-redis-idempotency",
-        "SLACK_WEBHOOK_PARAM": PARAM,
-    }
-    with support.aws(settings), support.SlackStandIn(script=slack_script, hang_seconds=0.5) as slack:
-        support.make_idempotency_table(settings["IDEMPOTENCY_TABLE"])
-        support.put_webhook_parameter(PARAM, slack.url)
-        topic, queue = support.fallback_topic_with_queue()
-        monkeypatch.setenv("FALLBACK_TOPIC_ARN", topic)
-        monkeypatch.setattr(app, "SLACK", app.SlackPolicy(attempt_timeout=0.2, backoff=0.01, max_attempts=3, reserve=1))
-        monkeypatch.setattr(clock, "fixed", NOW)
-        app.reset_caches()
-        with support.capture_logs(app.logger) as logs:
-            yield Env(slack=slack, queue=queue, context=support.FakeContext(), logs=logs)
-        app.reset_caches()
+def env(slack_script: list[int | str]) -> Iterator[Env]:
+    with support.notify_env(app, slack_script, now=NOW) as env:
+        yield env
 
 
 def spot_warning(instance_id: str, event_id: str = "12345678-1234-1234-1234-123456789012") -> dict[str, Any]:
@@ -235,16 +207,45 @@ def test_spot_warnings_of_two_instances_post_twice(env: Env) -> None:
 def test_foreign_instance_gets_no_message(env: Env, stack: str | None) -> None:
     instance = support.run_instance(stack=stack)
     assert env.run(spot_warning(instance))["status"] == "ignored"
-    detail = {"instance-id": instance, "stack": support.STACK}
-    assert env.run(support.custom_event("Redis Dataset Empty", detail))["status"] == "ignored"
     assert env.slack.posts == []
 
 
-def test_custom_event_of_another_stack_gets_no_message(env: Env) -> None:
-    instance = support.run_instance()
-    detail = {"instance-id": instance, "stack": "production"}
-    assert env.run(support.custom_event("Redis Dataset Empty", detail))["status"] == "ignored"
-    assert env.slack.posts == []
+class RecordingEc2:
+    """moto's EC2 client, with the names of the operations called."""
+
+    def __init__(self) -> None:
+        self._client = support.client("ec2")
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        return getattr(self._client, name)
+
+
+OWNERSHIP_CASES = {
+    "Redis Dataset Restored": {"data-age-seconds": 60},
+    "Redis Dataset Empty": {},
+    "Redis Warm-up Started": {},
+    "Redis Warm-up Finished": {"result": "succeeded"},
+    "Redis Host Bootstrap Failed": {"step": "9/13 read secrets"},
+}
+
+
+def test_custom_events_are_ours_by_their_stack_not_by_instance_tags(env: Env) -> None:
+    """AWS stops listing a terminated instance's tags about an hour after termination: a Warm-up Finished that
+    outlives its host must still be said. Only this stack's host and functions put events naming this stack."""
+    ec2 = RecordingEc2()
+    app.clients.set("ec2", ec2)
+    for n, (detail_type, extra) in enumerate(OWNERSHIP_CASES.items()):
+        gone = f"i-0{n}23456789abcdef0"  # no such instance, no tags
+        theirs = support.custom_event(detail_type, {"instance-id": gone, "stack": "production", **extra}, f"t{n}")
+        assert env.run(theirs)["status"] == "ignored", detail_type
+        assert len(env.slack.posts) == n
+        ours = support.custom_event(detail_type, {"instance-id": gone, "stack": support.STACK, **extra}, f"o{n}")
+        assert env.run(ours)["status"] == "delivered", detail_type
+        assert len(env.slack.posts) == n + 1
+        assert gone in env.slack.posts[-1]["text"]
+    assert "describe_tags" not in ec2.calls
 
 
 def without_detail() -> dict[str, Any]:
@@ -362,3 +363,92 @@ def test_webhook_read_from_ssm_once_per_container(env: Env, monkeypatch: pytest.
     env.run(spot_warning(support.run_instance(), event_id="b"))
     assert calls == [PARAM]
     assert len(env.slack.posts) == 2
+
+
+# --- broken answers and broken URLs: the fallback, and never the URL ---------------------------------------------
+
+
+def assert_secret_absent(env: Env, *texts: str) -> None:
+    for text in (env.log_text(), *texts):
+        assert env.slack.secret not in text and "XyZsEcReTtOkEn123" not in text and env.slack.url not in text
+
+
+def exception_text(error: BaseException) -> str:
+    """Everything the Lambda runtime could print about ``error``: its chain of causes and contexts, with args."""
+    return "".join(traceback.format_exception(error)) + repr(error.args)
+
+
+@pytest.mark.parametrize("slack_script", [["cut-headers"], ["bad-status"], ["bad-status", 200]])
+def test_broken_http_answer_is_retried_then_goes_to_the_fallback(env: Env, slack_script: list[int | str]) -> None:
+    instance = support.run_instance()
+    result = env.run(spot_warning(instance))
+    if slack_script[-1] == 200:
+        assert result["channel"] == "slack" and len(env.slack.posts) == 2
+        assert env.fallback() == []
+        return
+    assert result["channel"] == "sns"
+    assert len(env.slack.posts) == 3  # retried, as a 5xx is
+    [notification] = env.fallback()
+    assert instance in notification["Message"] and "Slack did not answer" in notification["Message"]
+    assert_secret_absent(env, notification["Message"])
+
+
+def _bad_webhook(env: Env, bad: str) -> str:
+    url = env.slack.url.replace("B0SECRET", f"B0{bad}SECRET")
+    support.client("ssm").put_parameter(Name=PARAM, Value=url, Type="SecureString", Overwrite=True)
+    return url
+
+
+@pytest.mark.parametrize("bad", ["\n", " ", "\x7f"])
+def test_webhook_with_whitespace_or_control_characters_goes_to_the_fallback(env: Env, bad: str) -> None:
+    url = _bad_webhook(env, bad)
+    instance = support.run_instance()
+    assert env.run(spot_warning(instance))["channel"] == "sns"
+    assert env.slack.posts == []
+    [notification] = env.fallback()
+    assert instance in notification["Message"] and "webhook URL unavailable" in notification["Message"]
+    errors = [record for record in support.log_records(env.logs) if record["level"] == "ERROR"]
+    assert errors and "webhook" in errors[0]["message"]
+    assert_secret_absent(env, notification["Message"])
+    assert url not in env.log_text() and repr(url) not in env.log_text()
+
+
+def test_bad_webhook_and_no_fallback_raise_without_the_url(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = _bad_webhook(env, " ")
+    monkeypatch.setenv("FALLBACK_TOPIC_ARN", f"arn:aws:sns:{support.REGION}:{support.ACCOUNT}:missing")
+    with pytest.raises(app.DeliveryFailedError) as raised:
+        env.run(spot_warning(support.run_instance()))
+    assert_secret_absent(env, exception_text(raised.value))
+    assert url not in exception_text(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/services/T0SECRET/B0 SECRET/XyZsEcReTtOkEn123",  # http.client.InvalidURL
+        "http://127.0.0.1:{port}/services/T0SECRET/B0\rSECRET/XyZsEcReTtOkEn123",  # http.client.InvalidURL
+        "//127.0.0.1:{port}/services/T0SECRET/B0SECRET/XyZsEcReTtOkEn123",  # ValueError: unknown url type
+    ],
+)
+def test_url_that_urllib_rejects_goes_to_the_fallback_at_once(
+    env: Env, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """Should a bad URL get past the reader, the request's own errors (which quote the URL) stay inside."""
+    port = env.slack.url.split(":")[2].split("/")[0]
+    bad = url.format(port=port)
+    attempts: list[str] = []
+    post_once = app._post_once
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        attempts.append("x")
+        return post_once(*args, **kwargs)
+
+    monkeypatch.setattr(app, "webhook_url", lambda: bad)
+    monkeypatch.setattr(app, "_post_once", counting)
+    monkeypatch.setattr(app, "_webhook_url", bad)  # what scrub() would know
+    instance = support.run_instance()
+    assert env.run(spot_warning(instance))["channel"] == "sns"
+    assert len(attempts) == 1  # not retried
+    [notification] = env.fallback()
+    assert instance in notification["Message"]
+    assert "XyZsEcReTtOkEn123" not in notification["Message"] and "XyZsEcReTtOkEn123" not in env.log_text()
