@@ -21,10 +21,14 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
+
+# The inventory lives in the repository: it reads user data with the same code that writes it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from infra.bootstrap import parse_user_data
 
 STACK_TAG = "spot-redis:stack"
 GROUPS = ("redis", "monitoring")
-SETTINGS_PREFIX = "SPOT_REDIS_"
 
 
 class InventoryError(Exception):
@@ -53,17 +57,6 @@ def proxy_command_args(region: str) -> str:
     return f'-o ProxyCommand="{proxy}" -o StrictHostKeyChecking=accept-new'
 
 
-def parse_settings(user_data: str) -> dict[str, str]:
-    """The `export SPOT_REDIS_X=<quoted>` lines of the user data infra/bootstrap.py renders."""
-    settings = {}
-    for line in user_data.splitlines():
-        if line.startswith(f"export {SETTINGS_PREFIX}"):
-            name, _, value = line.removeprefix("export ").partition("=")
-            words = shlex.split(value)
-            settings[name] = words[0] if words else ""
-    return settings
-
-
 def _split(text: str) -> list[str]:
     return [item for item in text.replace(",", " ").split() if item]
 
@@ -88,7 +81,7 @@ def _vpc_cidrs(ec2, vpc_id: str, cache: dict[str, list[str]]) -> list[str]:
 
 def host_vars(ec2, instance: dict, stack: str, region: str, vpc_cache: dict[str, list[str]]) -> dict:
     instance_id = instance["InstanceId"]
-    settings = parse_settings(_user_data(ec2, instance_id))
+    settings = parse_user_data(_user_data(ec2, instance_id))
     return {
         "ansible_host": instance_id,
         "ansible_user": "admin",

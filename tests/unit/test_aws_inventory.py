@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.bootstrap import HostSettings, parse_user_data, render_user_data
+from infra.bootstrap import HostSettings, render_user_data
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY_DIR = REPO / "inventories" / "aws"
@@ -187,12 +187,6 @@ def test_the_script_runs_as_an_executable_and_fails_clearly_without_a_stack():
     assert result.returncode != 0
     assert "SPOT_REDIS_STACK is not set: export SPOT_REDIS_STACK=" in result.stderr
     assert result.stdout == ""
-
-
-def test_the_script_reads_the_settings_infra_writes():
-    text = user_data("staging")
-    assert inventory_script.parse_settings(text) == parse_user_data(text)
-    assert inventory_script.parse_settings(text)["SPOT_REDIS_ADMIN_CIDRS"] == "203.0.113.0/24"
 
 
 # --- the directory, as ansible-inventory and ansible read it ---------------------------------------------------
