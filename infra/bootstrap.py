@@ -9,6 +9,8 @@ secret: the host reads its secrets from SSM Parameter Store at run time (`SECRET
 
 from __future__ import annotations
 
+import base64
+import gzip
 import io
 import ipaddress
 import re
@@ -20,7 +22,7 @@ from pathlib import Path
 HOST_DIR = Path(__file__).resolve().parent / "host"
 BOOTSTRAP_SCRIPT = HOST_DIR / "bootstrap.sh"
 
-# EC2 refuses user data above 16 KB (before base64).
+# EC2 refuses user data above 16 KB (before base64; after gzip, which cloud-init undoes).
 USER_DATA_LIMIT = 16 * 1024
 
 ENV_PREFIX = "SPOT_REDIS_"
@@ -118,10 +120,25 @@ def render_user_data(settings: HostSettings) -> str:
         "# Settings only: the host reads its secrets from SSM Parameter Store at run time.\n"
         f"{exports}{script}"
     )
-    size = len(text.encode())
-    if size > USER_DATA_LIMIT:
-        raise ValueError(f"user data is {size} bytes, above EC2's limit of {USER_DATA_LIMIT}")
+    encode_user_data(text)  # refuses what EC2 would refuse
     return text
+
+
+def encode_user_data(text: str) -> str:
+    """What the launch template carries: gzip (cloud-init unpacks it by itself), then base64. The script alone is
+    close to EC2's 16 KB; compressed, it is about a third of that."""
+    packed = gzip.compress(text.encode(), mtime=0)  # mtime=0: the same script gives the same launch template
+    if len(packed) > USER_DATA_LIMIT:
+        raise ValueError(f"user data is {len(packed)} bytes compressed, above EC2's limit of {USER_DATA_LIMIT}")
+    return base64.b64encode(packed).decode()
+
+
+def decode_user_data(encoded: str) -> str:
+    """The script from an instance's user data attribute (base64), compressed or not."""
+    raw = base64.b64decode(encoded)
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode(errors="replace")
 
 
 def _without_comments(script: str) -> str:

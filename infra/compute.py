@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam_documents
-from infra.bootstrap import HostSettings, ansible_core_pin, render_user_data
+from infra.bootstrap import HostSettings, ansible_core_pin, encode_user_data, render_user_data
 from infra.component import Concern
 from infra.config import StackConfig
 from infra.schedule import asg_recurrences, is_working_time
@@ -148,7 +147,7 @@ class SpotHost(Concern):
                     },
                 }
             ],
-            user_data=self.user_data.apply(lambda text: base64.b64encode(text.encode()).decode()),
+            user_data=self.user_data.apply(encode_user_data),
             tag_specifications=[
                 {"resource_type": "instance", "tags": tags},
                 {"resource_type": "volume", "tags": tags},

@@ -16,7 +16,6 @@ group_vars (aws ssm get-parameter).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import shlex
@@ -25,7 +24,7 @@ from pathlib import Path
 
 # The inventory lives in the repository: it reads user data with the same code that writes it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from infra.bootstrap import parse_user_data
+from infra.bootstrap import decode_user_data, parse_user_data
 
 STACK_TAG = "spot-redis:stack"
 GROUPS = ("redis", "monitoring")
@@ -64,7 +63,7 @@ def _split(text: str) -> list[str]:
 def _user_data(ec2, instance_id: str) -> str:
     attribute = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
     encoded = attribute.get("UserData", {}).get("Value", "")
-    return base64.b64decode(encoded).decode(errors="replace") if encoded else ""
+    return decode_user_data(encoded) if encoded else ""
 
 
 def _vpc_cidrs(ec2, vpc_id: str, cache: dict[str, list[str]]) -> list[str]:

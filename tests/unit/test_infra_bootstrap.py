@@ -10,8 +10,10 @@ changing this machine.
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -32,6 +34,8 @@ from infra.bootstrap import (
     ansible_core_pin,
     bundle_archive,
     bundle_files,
+    decode_user_data,
+    encode_user_data,
     parse_user_data,
     render_user_data,
 )
@@ -106,7 +110,23 @@ def test_a_value_with_spaces_and_quotes_stays_one_value():
 
 def test_user_data_stays_below_ec2s_limit():
     long = settings(bundle_key="bundles/" + "x" * 200 + ".zip", admin_cidrs=tuple(f"10.{i}.0.0/16" for i in range(20)))
-    assert len(render_user_data(long).encode()) < USER_DATA_LIMIT
+    encoded = encode_user_data(render_user_data(long))
+    assert len(base64.b64decode(encoded)) < USER_DATA_LIMIT // 2
+
+
+def test_user_data_is_gzip_that_decodes_to_the_script_and_is_reproducible():
+    text = render_user_data(settings())
+    encoded = encode_user_data(text)
+    assert base64.b64decode(encoded)[:2] == b"\x1f\x8b"
+    assert decode_user_data(encoded) == text
+    assert encode_user_data(text) == encoded, "same script, same launch template: no needless new version"
+    assert decode_user_data(base64.b64encode(text.encode()).decode()) == text, "plain user data reads too"
+
+
+def test_user_data_above_the_limit_is_refused():
+    noise = base64.b64encode(random.Random(0).randbytes(20_000)).decode()  # noqa: S311 - incompressible, not secret
+    with pytest.raises(ValueError, match="above EC2's limit"):
+        encode_user_data(noise)
 
 
 def test_no_secret_looking_setting_is_ever_exported():

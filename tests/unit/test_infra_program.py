@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from infra.bootstrap import decode_user_data
 from infra.config import ConfigError
 from infra.schedule import snapshot_crons, working_hours
 from tests.unit.pulumi_harness import (
@@ -114,7 +115,7 @@ def test_launch_template(run):
 
 
 def user_data(run: Run) -> str:
-    return base64.b64decode(run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+    return decode_user_data(run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"])
 
 
 def test_user_data_bootstraps_the_host_with_the_stacks_settings(run):
@@ -133,6 +134,12 @@ def test_user_data_bootstraps_the_host_with_the_stacks_settings(run):
         assert setting in script, setting
     for step in ("attach-volume", "ansible-playbook", "register-instance", "put-events"):
         assert step in script, step
+
+
+def test_user_data_is_compressed_well_below_ec2s_limit(run):
+    encoded = run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]
+    assert base64.b64decode(encoded)[:2] == b"\x1f\x8b", "gzip: cloud-init unpacks it"
+    assert len(base64.b64decode(encoded)) < 16 * 1024 // 2
 
 
 def test_user_data_holds_no_secret(run):
