@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import event_patterns, iam_documents
-from infra.component import Concern
+from infra.component import Concern, resolved
 from infra.config import StackConfig
 
 LAMBDA_RUNTIME = "python3.13"
@@ -97,18 +97,15 @@ class Alerting(Concern):
                 "SLACK_WEBHOOK_PARAM": slack_parameter.name,
                 "FALLBACK_TOPIC_ARN": self.topic.arn,
             },
-            policy=lambda log_group_arn: pulumi.Output.all(
-                log_group_arn, self.table.arn, slack_parameter.arn, self.topic.arn, account_id, self.failed_events.arn
-            ).apply(
-                lambda values: iam_documents.notify_policy(
-                    log_group_arn=values[0],
-                    table_arn=values[1],
-                    slack_parameter_arn=values[2],
-                    topic_arn=values[3],
-                    failure_queue_arn=values[5],
-                    region=config.region,
-                    account_id=values[4],
-                )
+            policy=lambda log_group_arn: resolved(
+                iam_documents.notify_policy,
+                log_group_arn=log_group_arn,
+                table_arn=self.table.arn,
+                slack_parameter_arn=slack_parameter.arn,
+                topic_arn=self.topic.arn,
+                failure_queue_arn=self.failed_events.arn,
+                region=config.region,
+                account_id=account_id,
             ),
         )
         task_family_arn = pulumi.Output.from_input(account_id).apply(
@@ -126,25 +123,16 @@ class Alerting(Concern):
                 "SECURITY_GROUP_IDS": pulumi.Output.all(*security_group_ids).apply(",".join),
                 "WORK_HOURS": work_hours_text(config),
             },
-            policy=lambda log_group_arn: pulumi.Output.all(
-                log_group_arn,
-                self.table.arn,
-                cluster_arn,
-                task_family_arn,
-                account_id,
-                self.failed_events.arn,
-                *pass_role_arns,
-            ).apply(
-                lambda values: iam_documents.warmup_policy(
-                    log_group_arn=values[0],
-                    table_arn=values[1],
-                    cluster_arn=values[2],
-                    task_definition_family_arn=values[3],
-                    pass_role_arns=list(values[6:]),
-                    failure_queue_arn=values[5],
-                    region=config.region,
-                    account_id=values[4],
-                )
+            policy=lambda log_group_arn: resolved(
+                iam_documents.warmup_policy,
+                log_group_arn=log_group_arn,
+                table_arn=self.table.arn,
+                cluster_arn=cluster_arn,
+                task_definition_family_arn=task_family_arn,
+                pass_role_arns=pass_role_arns,
+                failure_queue_arn=self.failed_events.arn,
+                region=config.region,
+                account_id=account_id,
             ),
         )
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import pulumi
 
 from infra.config import NAMESPACE, StackConfig
+
+T = TypeVar("T")
+
+
+def resolved(build: Callable[..., T], /, **inputs: pulumi.Input[Any]) -> pulumi.Output[T]:
+    """`build(**inputs)` once every input is known: the pure builders (IAM documents, user data, container
+    definitions) take plain values by name."""
+    return pulumi.Output.all(**inputs).apply(lambda values: build(**values))
 
 
 class Concern(pulumi.ComponentResource):

@@ -10,7 +10,7 @@ import pulumi_aws as aws
 
 from infra import iam_documents
 from infra.bootstrap import HostSettings, ansible_core_pin, encode_user_data, render_user_data
-from infra.component import Concern
+from infra.component import Concern, resolved
 from infra.config import StackConfig
 from infra.schedule import asg_recurrences, is_working_time
 
@@ -65,20 +65,19 @@ class SpotHost(Concern):
     ):
         super().__init__("SpotHost", name, config, opts)
         self._role(name, account_id, volume, bundle_bucket, parameter_arns, redis_service, namespace)
-        settings = pulumi.Output.all(volume.id, bundle_bucket.id, redis_service.id).apply(
-            lambda values: HostSettings(
-                stack=config.stack,
-                region=config.region,
-                data_volume_id=values[0],
-                data_mount=DATA_MOUNT,
-                bundle_bucket=values[1],
-                bundle_key=bundle_key,
-                parameter_prefix=config.parameter_prefix,
-                cloudmap_service_id=values[2],
-                ansible_core_version=ansible_core_pin((repo_root / "requirements.txt").read_text()),
-                admin_cidrs=config.admin_cidrs,
-                redis_allowed_cidrs=config.redis_allowed_cidrs,
-            )
+        settings = resolved(
+            HostSettings,
+            stack=config.stack,
+            region=config.region,
+            data_volume_id=volume.id,
+            data_mount=DATA_MOUNT,
+            bundle_bucket=bundle_bucket.id,
+            bundle_key=bundle_key,
+            parameter_prefix=config.parameter_prefix,
+            cloudmap_service_id=redis_service.id,
+            ansible_core_version=ansible_core_pin((repo_root / "requirements.txt").read_text()),
+            admin_cidrs=config.admin_cidrs,
+            redis_allowed_cidrs=config.redis_allowed_cidrs,
         )
         self.user_data = settings.apply(render_user_data)
         self._launch_template(name, security_group_id)
@@ -100,19 +99,16 @@ class SpotHost(Concern):
         self.policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=self.role.id,
-            policy=pulumi.Output.all(
-                account_id, volume.arn, redis_service.arn, namespace.hosted_zone, parameter_arns, bundle_bucket.arn
-            ).apply(
-                lambda values: iam_documents.host_policy(
-                    stack=config.stack,
-                    region=config.region,
-                    account_id=values[0],
-                    volume_arn=values[1],
-                    cloudmap_service_arn=values[2],
-                    hosted_zone_id=values[3],
-                    parameter_arns=values[4],
-                    bundle_bucket_arn=values[5],
-                )
+            policy=resolved(
+                iam_documents.host_policy,
+                stack=config.stack,
+                region=config.region,
+                account_id=account_id,
+                volume_arn=volume.arn,
+                cloudmap_service_arn=redis_service.arn,
+                hosted_zone_id=namespace.hosted_zone,
+                parameter_arns=parameter_arns,
+                bundle_bucket_arn=bundle_bucket.arn,
             ),
             opts=self.child,
         )

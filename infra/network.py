@@ -65,20 +65,14 @@ class SecurityGroups(Concern):
             self._ingress(f"{name}-cidr-{index}", port, f"{what}, from an application network", **_cidr(cidr))
 
     def _ingress(self, name: str, port: int, description: str, **source: object) -> None:
-        aws.vpc.SecurityGroupIngressRule(
-            name,
-            security_group_id=self.host.id,
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
-            description=description,
-            tags=self.tags(),
-            opts=self.child,
-            **source,
-        )
+        self._rule(aws.vpc.SecurityGroupIngressRule, name, self.host, port, description, **source)
 
     def _egress(self, name: str, group: aws.ec2.SecurityGroup, port: int, description: str, **target: object) -> None:
-        aws.vpc.SecurityGroupEgressRule(
+        self._rule(aws.vpc.SecurityGroupEgressRule, name, group, port, description, **target)
+
+    def _rule(self, kind: type, name: str, group: aws.ec2.SecurityGroup, port: int, description: str, **peer: object):
+        """One TCP port to or from one peer (a CIDR or a security group): a rule resource of its own."""
+        kind(
             name,
             security_group_id=group.id,
             ip_protocol="tcp",
@@ -87,7 +81,7 @@ class SecurityGroups(Concern):
             description=description,
             tags=self.tags(),
             opts=self.child,
-            **target,
+            **peer,
         )
 
 

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam_documents
-from infra.component import Concern
+from infra.component import Concern, resolved
 from infra.config import REDIS_PORT, StackConfig
 
 TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
@@ -171,10 +171,11 @@ class Platform(Concern):
         aws.iam.RolePolicy(
             f"{name}-warmup-execution-secrets",
             role=self.execution_role.id,
-            policy=pulumi.Output.all(app_password.arn, account_id).apply(
-                lambda values: iam_documents.task_execution_policy(
-                    app_password_parameter_arn=values[0], region=config.region, account_id=values[1]
-                )
+            policy=resolved(
+                iam_documents.task_execution_policy,
+                app_password_parameter_arn=app_password.arn,
+                region=config.region,
+                account_id=account_id,
             ),
             opts=self.child,
         )
@@ -189,15 +190,12 @@ class Platform(Concern):
             # Fargate Spot runs X86_64 tasks only, whatever the host's architecture: the image must be amd64.
             runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
             execution_role_arn=self.execution_role.arn,
-            container_definitions=pulumi.Output.all(
-                self.repository.repository_url, app_password.arn, self.task_log_group.name
-            ).apply(
-                lambda values: warmup_container(
-                    config,
-                    image=f"{values[0]}:{config.warmup_image_tag}",
-                    password_parameter_arn=values[1],
-                    log_group=values[2],
-                )
+            container_definitions=resolved(
+                warmup_container,
+                config=config,
+                image=pulumi.Output.concat(self.repository.repository_url, ":", config.warmup_image_tag),
+                password_parameter_arn=app_password.arn,
+                log_group=self.task_log_group.name,
             ),
             tags=self.tags("warmup-task"),
             opts=self.child,
