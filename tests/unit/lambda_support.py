@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -178,13 +177,13 @@ BROKEN_ANSWERS = {
 class SlackStandIn:
     """A local Slack webhook: answers each POST with the next item of ``script`` (the last one repeats).
 
-    Items: an HTTP status (200, 404, 500, ...), ``"hang"`` (no answer for ``hang_seconds``) or a broken answer of
-    :data:`BROKEN_ANSWERS` (then the connection is closed). ``posts`` holds the JSON bodies received, answered or
-    not; ``url`` carries a secret-looking path, as a real webhook does.
+    Items: an HTTP status (200, 404, 500, ...), ``"hang"`` (no answer until the stand-in closes, so the client's
+    timeout always fires first, however slow the machine) or a broken answer of :data:`BROKEN_ANSWERS` (then the
+    connection is closed). ``posts`` holds the JSON bodies received, answered or not; ``url`` carries a
+    secret-looking path, as a real webhook does.
     """
 
     script: list[int | str] = field(default_factory=lambda: [200])
-    hang_seconds: float = 1.0
     secret: str = "T0SECRET/B0SECRET/XyZsEcReTtOkEn123"  # noqa: S105 - a fake webhook path
     posts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -192,6 +191,7 @@ class SlackStandIn:
         stand_in = self
         self._lock = threading.Lock()
         self._served = 0
+        self._closing = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -201,7 +201,7 @@ class SlackStandIn:
                     answer = stand_in.script[min(stand_in._served, len(stand_in.script) - 1)]
                     stand_in._served += 1
                 if answer == "hang":
-                    time.sleep(stand_in.hang_seconds)
+                    stand_in._closing.wait(timeout=60)
                     return
                 if answer in BROKEN_ANSWERS:
                     self.wfile.write(BROKEN_ANSWERS[str(answer)])
@@ -224,6 +224,7 @@ class SlackStandIn:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -305,10 +306,12 @@ def notify_env(app: ModuleType, script: list[int | str] | None = None, now: Any 
     from common.runtime import clock
 
     settings = {"STACK_NAME": STACK, "IDEMPOTENCY_TABLE": NOTIFY_TABLE, "SLACK_WEBHOOK_PARAM": NOTIFY_PARAM}
-    fast = app.SlackPolicy(attempt_timeout=0.2, backoff=0.01, max_attempts=3, reserve=1)
+    # A timeout that a loaded CI machine cannot reach on a 200 (0.2 s once did); "hang" answers never, so the
+    # timeout tests do not depend on it being short.
+    fast = app.SlackPolicy(attempt_timeout=2.0, backoff=0.01, max_attempts=3, reserve=1)
     with (
         aws(settings),
-        SlackStandIn(script=script or [200], hang_seconds=0.5) as slack,
+        SlackStandIn(script=script or [200]) as slack,
         mock.patch.object(app, "SLACK", fast),
         mock.patch.object(clock, "fixed", now),
     ):

@@ -320,8 +320,8 @@ def test_slack_404_goes_to_the_fallback_at_once(env: Env) -> None:
 
 @pytest.mark.parametrize("slack_script", [[500]])
 def test_retries_stop_when_the_function_runs_out_of_time(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app.SLACK, "backoff", 0.5)
-    env.context.remaining_ms = 1_100  # 0.1 s beyond the fallback reserve: one attempt, no time for a pause
+    monkeypatch.setattr(app.SLACK, "backoff", 5.0)
+    env.context.remaining_ms = 4_000  # 3 s beyond the fallback reserve: one attempt, no time for a 5 s pause
     assert env.run(spot_warning(support.run_instance()))["channel"] == "sns"
     assert len(env.slack.posts) == 1
 
