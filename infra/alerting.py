@@ -19,6 +19,7 @@ LAMBDA_RUNTIME = "python3.13"
 SHARED_CODE = "common"
 SKIPPED = {"__pycache__", ".pytest_cache"}
 FAILED_EVENT_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's longest
+FAILED_EVENTS_ALARM_PERIOD_SECONDS = 300
 
 
 def lambda_files(repo_root: Path, function: str) -> dict[str, Path]:
@@ -86,6 +87,7 @@ class Alerting(Concern):
         self._idempotency_table(name)
         self._fallback_topic(name)
         self._failed_events_queue(name)
+        self._failed_events_alarm(name)
         common_environment = {"STACK_NAME": config.stack, "IDEMPOTENCY_TABLE": self.table.name}
 
         self.notify = self._function(
@@ -104,6 +106,7 @@ class Alerting(Concern):
                 slack_parameter_arn=slack_parameter.arn,
                 topic_arn=self.topic.arn,
                 failure_queue_arn=self.failed_events.arn,
+                alarm_arn=self.failed_events_alarm.arn,
                 region=config.region,
                 account_id=account_id,
             ),
@@ -162,6 +165,11 @@ class Alerting(Concern):
                 "What the host reports: dataset restored or empty, warm-up started or finished",
                 json.dumps(event_patterns.stack_events(stack)),
             ),
+            Rule(
+                "failed-events-alarm",
+                "Events a Lambda failed on are waiting in the failed-events queue",
+                self.failed_events_alarm.arn.apply(lambda arn: json.dumps(event_patterns.alarm_raised(arn))),
+            ),
         ):
             self._route(rule, self.notify)
         for rule in (
@@ -185,6 +193,7 @@ class Alerting(Concern):
                 "warmup_function": self.warmup.name,
                 "topic_arn": self.topic.arn,
                 "failed_events_queue": self.failed_events.url,
+                "failed_events_alarm": self.failed_events_alarm.name,
             }
         )
 
@@ -227,6 +236,27 @@ class Alerting(Concern):
             message_retention_seconds=FAILED_EVENT_RETENTION_SECONDS,
             sqs_managed_sse_enabled=True,
             tags=self.tags("failed-events"),
+            opts=self.child,
+        )
+
+    def _failed_events_alarm(self, name: str) -> None:
+        # Nobody reads a queue by habit. The alarm needs no action: CloudWatch sends every state change to
+        # EventBridge, and the failed-events-alarm rule hands it to notify (whose own failures land in the queue
+        # without raising the alarm again while it is in ALARM, so this cannot loop).
+        self.failed_events_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-failed-events-waiting",
+            name=self.physical_name("failed-events-waiting"),
+            alarm_description="Events a spot-redis Lambda could not handle are waiting in the failed-events queue",
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": self.failed_events.name},
+            statistic="Maximum",
+            period=FAILED_EVENTS_ALARM_PERIOD_SECONDS,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            tags=self.tags("failed-events-waiting"),
             opts=self.child,
         )
 

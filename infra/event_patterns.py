@@ -17,6 +17,7 @@ SPOT_INTERRUPTION_WARNING = "EC2 Spot Instance Interruption Warning"
 REBALANCE_RECOMMENDATION = "EC2 Instance Rebalance Recommendation"
 INSTANCE_STATE_CHANGE = "EC2 Instance State-change Notification"
 NOTIFIED_INSTANCE_STATES = ("running", "stopping", "stopped", "shutting-down", "terminated")
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 
 _CLUSTER_ARN = re.compile(r"^arn:(?P<partition>[a-z-]+):ecs:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):cluster/.+$")
 _TASK_FAMILY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -57,6 +58,16 @@ def dlm_policy_errors(policy_arn: str) -> dict:
         "detail-type": ["DLM Policy State Change"],
         "resources": [_required("policy_arn", policy_arn)],
         "detail": {"state": ["ERROR"]},
+    }
+
+
+def alarm_raised(alarm_arn: str) -> dict:
+    """This CloudWatch alarm went into ALARM; matched on the event's resources (the alarm ARN)."""
+    return {
+        "source": ["aws.cloudwatch"],
+        "detail-type": [ALARM_STATE_CHANGE],
+        "resources": [_required("alarm_arn", alarm_arn)],
+        "detail": {"state": {"value": ["ALARM"]}},
     }
 
 

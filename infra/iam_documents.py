@@ -267,10 +267,12 @@ def notify_policy(
     slack_parameter_arn: str,
     topic_arn: str,
     failure_queue_arn: str,
+    alarm_arn: str,
     region: str,
     account_id: str,
 ) -> str:
-    """The notify Lambda's role: Slack (webhook from SSM), SNS fallback, idempotency table."""
+    """The notify Lambda's role: Slack (webhook from SSM), SNS fallback, idempotency table, and the tags of the
+    failed-events alarm (its ownership test)."""
     region, account_id = _region(region), _account(account_id)
     return _document(
         _write_own_logs(log_group_arn),
@@ -283,6 +285,11 @@ def notify_policy(
         ),
         _decrypt_parameters_via_ssm(region, account_id),
         _statement("PublishOnlyToFallbackTopic", ["sns:Publish"], _arn("topic_arn", topic_arn, "sns")),
+        _statement(
+            "ReadOnlyFailedEventsAlarmTags",
+            ["cloudwatch:ListTagsForResource"],
+            _arn("alarm_arn", alarm_arn, "cloudwatch", "alarm:"),
+        ),
         _describe_ec2(region, ["ec2:DescribeInstances", "ec2:DescribeTags"]),
         _statement(
             "DescribeScalingActivitiesNoResourceLevelPermissions",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 STACK_TAG = "spot-redis:stack"
 
 
@@ -21,3 +23,14 @@ def instance_stack(ec2: Any, instance_id: str) -> str | None:
 
 def is_ours(ec2: Any, instance_id: str, stack: str) -> bool:
     return bool(instance_id) and instance_stack(ec2, instance_id) == stack
+
+
+def alarm_is_ours(cloudwatch: Any, alarm_arn: str, stack: str) -> bool:
+    """Whether a CloudWatch alarm carries this stack's tag; False for an alarm that no longer exists."""
+    try:
+        tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm_arn).get("Tags", [])
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        raise
+    return any(tag.get("Key") == STACK_TAG and tag.get("Value") == stack for tag in tags)

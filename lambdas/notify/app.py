@@ -3,7 +3,8 @@
 EventBridge → this function → Slack (Block Kit, with a plain-text ``text``), SNS fallback topic when Slack refuses
 (4xx: at once) or does not answer (5xx, timeout, connection error: retried with back-off within the function's time).
 
-- Ownership: events about instances or volumes not tagged ``spot-redis:stack=<STACK_NAME>`` produce no message.
+- Ownership: events about instances, volumes or alarms not tagged ``spot-redis:stack=<STACK_NAME>`` produce no
+  message.
   Custom ``spot-redis`` events are ours when ``detail.stack`` is ``STACK_NAME`` (only this stack's host and functions
   put such events); their instance's tags are not read, as AWS stops listing them about an hour after termination.
 - Once: idempotent on ``{kind, subject}`` (e.g. ``spot-interruption`` + instance id) for one hour
@@ -43,7 +44,7 @@ from common.events import (
     optional_str,
     parse_record,
 )
-from common.ownership import is_ours
+from common.ownership import alarm_is_ours, is_ours
 from common.runtime import clients, clock, require_env
 
 logger = Logger(service="spot-redis-notify")
@@ -428,6 +429,51 @@ def bootstrap_failed(record: EventRecord, stack: str) -> Notice | None:
     )
 
 
+def _alarm_state(record: EventRecord) -> dict[str, Any]:
+    state = record.detail.get("state")
+    if not isinstance(state, dict) or not isinstance(state.get("value"), str):
+        raise MalformedEventError("detail.state.value is missing or not a string")
+    return state
+
+
+def _waiting_events(state: dict[str, Any]) -> int | None:
+    """The newest datapoint of the alarm's evaluation (messages visible in the queue), when CloudWatch gave one."""
+    try:
+        points = json.loads(state.get("reasonData") or "{}").get("recentDatapoints") or []
+        return round(max(float(point) for point in points)) if points else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def failed_events_waiting(record: EventRecord, stack: str) -> Notice | None:
+    """The failed-events alarm (infra/alerting.py): a Lambda gave up on events, which wait in the SQS queue."""
+    state = _alarm_state(record)
+    alarm = detail_str(record, "alarmName")
+    if not record.resources:
+        raise MalformedEventError("resources does not name the alarm")
+    if state["value"] != "ALARM":
+        logger.info("alarm not in ALARM: no message", extra={"alarm": alarm, "state": state["value"]})
+        return None
+    if not alarm_is_ours(clients.get("cloudwatch"), record.resources[0], stack):
+        logger.info("alarm that is not ours: no message", extra={"alarm": alarm})
+        return None
+    waiting = _waiting_events(state)
+    count = f"{waiting} event{'s' if waiting != 1 else ''}" if waiting is not None else "Events"
+    return Notice(
+        kind="failed-events",
+        # One message per time the alarm goes off: a repeat delivery has the same timestamp, a new episode another.
+        subject=f"{alarm}@{state.get('timestamp') or record.time.isoformat()}",
+        title=f"{count} the spot-redis Lambdas could not handle {'is' if waiting == 1 else 'are'} waiting",
+        happened=f"The alarm `{alarm}` went off: the notify or warmup function gave up on events after its "
+        "retries, so a message may be missing above or a warm-up may not have started.",
+        next_step="The events wait in the failed-events queue for 14 days; nothing retries them by itself.",
+        todo="Read them (`pulumi stack output failedEventsQueueUrl`, then `aws sqs receive-message`), act on what "
+        "they say, fix the cause (the function's logs say it), then delete them.",
+        emoji=":rotating_light:",
+        facts=(("Alarm", f"`{alarm}`"), ("Waiting", str(waiting) if waiting is not None else "unknown")),
+    )
+
+
 ROUTES: dict[tuple[str, str], Callable[[EventRecord, str], Notice | None]] = {
     ("aws.ec2", "EC2 Spot Instance Interruption Warning"): spot_warning,
     ("aws.ec2", "EC2 Instance Rebalance Recommendation"): rebalance,
@@ -440,6 +486,7 @@ ROUTES: dict[tuple[str, str], Callable[[EventRecord, str], Notice | None]] = {
     ("spot-redis", "Redis Warm-up Started"): warmup_started,
     ("spot-redis", "Redis Warm-up Finished"): warmup_finished,
     ("spot-redis", "Redis Host Bootstrap Failed"): bootstrap_failed,
+    ("aws.cloudwatch", "CloudWatch Alarm State Change"): failed_events_waiting,
 }
 
 

@@ -165,6 +165,36 @@ def make_volume(stack: str | None = STACK) -> str:
     return ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=8, TagSpecifications=tags)["VolumeId"]
 
 
+FAILED_EVENTS_ALARM_EVENT = "own/cloudwatch-alarm-failed-events"
+
+
+def make_alarm(name: str, stack: str | None = STACK) -> str:
+    """A moto CloudWatch alarm on an SQS queue's visible messages, tagged with the stack unless ``stack`` is None;
+    returns its ARN. Call inside :func:`aws`."""
+    cloudwatch = client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/SQS",
+        MetricName="ApproximateNumberOfMessagesVisible",
+        Dimensions=[{"Name": "QueueName", "Value": f"{name}-queue"}],
+        Statistic="Maximum",
+        Period=300,
+        EvaluationPeriods=1,
+        Threshold=0,
+        ComparisonOperator="GreaterThanThreshold",
+        Tags=[{"Key": "spot-redis:stack", "Value": stack}] if stack else [],
+    )
+    return cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["AlarmArn"]
+
+
+def alarm_event(alarm_arn: str, **state: Any) -> dict[str, Any]:
+    """The failed-events alarm's state change for ``alarm_arn``; ``state`` replaces keys of detail.state."""
+    event = load_event(FAILED_EVENTS_ALARM_EVENT, resources=[alarm_arn])
+    event["detail"]["alarmName"] = alarm_arn.rsplit(":", 1)[1]
+    event["detail"]["state"] = {**event["detail"]["state"], **state}
+    return event
+
+
 BROKEN_ANSWERS = {
     # The connection closes in the middle of the headers: http.client raises IncompleteRead (not an OSError).
     "cut-headers": b"HTTP/1.1 200 OK\r\nContent-Length: 2",

@@ -157,6 +157,10 @@ def _computed(type_token: str, name: str, inputs: dict, region: str) -> tuple[st
             physical,
             {"arn": f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{physical}"},
         ),
+        "aws:cloudwatch/metricAlarm:MetricAlarm": (
+            physical,
+            {"arn": f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{physical}"},
+        ),
         "aws:cloudwatch/eventRule:EventRule": (physical, {"arn": f"arn:aws:events:{region}:{ACCOUNT}:rule/{physical}"}),
         "aws:lambda/function:Function": (physical, {"arn": f"arn:aws:lambda:{region}:{ACCOUNT}:function:{physical}"}),
         "aws:dynamodb/table:Table": (physical, {"arn": f"{arn_prefix}:table/{physical}", "name": physical}),

@@ -25,6 +25,7 @@ from infra.event_patterns import (
     NOTIFIED_INSTANCE_STATES,
     WARMUP_FINISHED,
     WARMUP_STARTED,
+    alarm_raised,
     dataset_events,
     dlm_policy_errors,
     instance_state_changes,
@@ -38,6 +39,7 @@ from infra.event_patterns import (
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED_EVENTS = Path(__file__).resolve().parent / "events"
+OWN_EVENTS = COMMITTED_EVENTS / "own"  # shapes ../shared/events has no sample of, written from AWS's documentation
 
 REGION = "ap-northeast-1"
 ACCOUNT = "123456789012"
@@ -48,6 +50,7 @@ OTHER_POLICY_ARN = f"arn:aws:dlm:{REGION}:{ACCOUNT}:policy/policy-0fedcba9876543
 CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/spot-redis-staging"
 WARMUP_FAMILY = "spot-redis-staging-warmup"
 INSTANCE_ID = "i-1234567890abcdef0"
+ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:spot-redis-staging-failed-events-waiting"
 
 
 def shared_events_dir() -> Path | None:
@@ -113,6 +116,7 @@ STATE_CHANGE = sample("ec2-state-change-stopping")
 LAUNCH_FAILURE = sample("autoscaling-launch-unsuccessful")
 SNAPSHOT_FAILURE = sample("ebs-snapshot-failed")
 DLM_ERROR = sample("dlm-policy-state-error")
+ALARM_RAISED = json.loads((OWN_EVENTS / "cloudwatch-alarm-failed-events.json").read_text())
 
 
 # --- moto --------------------------------------------------------------------------------------------------------
@@ -246,6 +250,7 @@ MATCHES = [
         for detail_type in (DATASET_EMPTY, DATASET_RESTORED)
     ),
     pytest.param(warmup_task_stopped(CLUSTER_ARN, WARMUP_FAMILY), WARMUP_TASK_STOPPED, id="warmup-task-stopped"),
+    pytest.param(alarm_raised(ALARM_ARN), ALARM_RAISED, id="failed-events-alarm"),
     pytest.param(
         warmup_task_stopped(CLUSTER_ARN, WARMUP_FAMILY),
         with_detail(WARMUP_TASK_STOPPED, stopCode="SpotInterruption", desiredStatus="STOPPED"),
@@ -327,6 +332,17 @@ NEAR_MISSES = [
         with_detail(WARMUP_TASK_STOPPED, lastStatus="RUNNING", desiredStatus="RUNNING"),
         id="warmup-running",
     ),
+    pytest.param(
+        alarm_raised(ALARM_ARN),
+        with_detail(ALARM_RAISED, state={**ALARM_RAISED["detail"]["state"], "value": "OK"}),
+        id="alarm-back-to-ok",
+    ),
+    pytest.param(
+        alarm_raised(ALARM_ARN),
+        replaced(ALARM_RAISED, "resources", [ALARM_ARN.replace("staging", "production")]),
+        id="alarm-of-another-stack",
+    ),
+    pytest.param(alarm_raised(ALARM_ARN), replaced(ALARM_RAISED, "source", "spot-redis"), id="alarm-other-source"),
 ]
 
 
@@ -358,6 +374,7 @@ def test_task_definition_prefix_follows_the_cluster(cluster_arn, prefix):
     [
         pytest.param(launch_failures, ("",), id="blank-asg"),
         pytest.param(dlm_policy_errors, (" ",), id="blank-policy"),
+        pytest.param(alarm_raised, ("",), id="blank-alarm"),
         pytest.param(stack_events, ("",), id="blank-stack"),
         pytest.param(dataset_events, ("",), id="blank-dataset-stack"),
         pytest.param(warmup_task_stopped, ("spot-redis-staging", WARMUP_FAMILY), id="cluster-name-not-arn"),

@@ -59,6 +59,7 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
 )
 
 FAILURE_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:spot-redis-staging-failed-events"
+ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:spot-redis-staging-failed-events-waiting"
 
 
 def _host(**overrides: Any) -> str:
@@ -82,6 +83,7 @@ def _notify(**overrides: Any) -> str:
         "slack_parameter_arn": SLACK_PARAMETER_ARN,
         "topic_arn": TOPIC_ARN,
         "failure_queue_arn": FAILURE_QUEUE_ARN,
+        "alarm_arn": ALARM_ARN,
         "region": REGION,
         "account_id": ACCOUNT,
     }
@@ -383,8 +385,22 @@ def test_notify_policy_grants() -> None:
     assert _resources(_allowing(document, "dynamodb:UpdateItem")) == {TABLE_ARN}
     assert _resources(_allowing(document, "ssm:GetParameter")) == {SLACK_PARAMETER_ARN}
     assert _resources(_allowing(document, "sns:Publish")) == {TOPIC_ARN}
+    assert _resources(_allowing(document, "cloudwatch:ListTagsForResource")) == {ALARM_ARN}
     for action in ("ec2:DescribeInstances", "ec2:DescribeTags", "autoscaling:DescribeScalingActivities"):
         assert _resources(_allowing(document, action)) == {"*"}
+
+
+@pytest.mark.parametrize(
+    "alarm_arn",
+    [
+        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:*",
+        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:dashboard/spot-redis",
+        f"arn:aws:sns:{REGION}:{ACCOUNT}:alarm:spot-redis",
+    ],
+)
+def test_notify_reads_the_tags_of_one_alarm_only(alarm_arn: str) -> None:
+    with pytest.raises(ValueError, match="alarm_arn"):
+        _notify(alarm_arn=alarm_arn)
 
 
 def test_warmup_runs_only_its_task_family_in_the_stack_cluster() -> None:

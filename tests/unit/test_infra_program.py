@@ -309,6 +309,7 @@ EXPECTED_ROUTES = {
     "snapshot-failures": "notify",
     "dlm-errors": "notify",
     "stack-events": "notify",
+    "failed-events-alarm": "notify",
     "dataset-events": "warmup",
     "warmup-stopped": "warmup",
 }
@@ -336,6 +337,9 @@ def test_patterns_are_narrowed_to_this_stack(run):
     assert patterns["launch-failures"]["detail"]["AutoScalingGroupName"] == ["spot-redis-example-redis"]
     assert patterns["dlm-errors"]["resources"] == [run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").outputs["arn"]]
     assert patterns["stack-events"]["detail"]["stack"] == [STACK]
+    assert patterns["failed-events-alarm"]["resources"] == [
+        run.one("aws:cloudwatch/metricAlarm:MetricAlarm").outputs["arn"]
+    ]
     assert patterns["warmup-stopped"]["detail"]["clusterArn"] == [run.one("aws:ecs/cluster:Cluster").outputs["arn"]]
 
 
@@ -385,6 +389,21 @@ def test_an_event_a_lambda_failed_on_is_kept_not_dropped(run):
         statements = json.loads(run.named(policy).inputs["policy"])["Statement"]
         assert any(s["Action"] == ["sqs:SendMessage"] and s["Resource"] == queue.outputs["arn"] for s in statements)
     assert run.outputs["failedEventsQueueUrl"].endswith("/spot-redis-example-failed-events")
+
+
+def test_events_waiting_in_the_failed_events_queue_raise_an_alarm_that_notify_reports(run):
+    alarm = run.one("aws:cloudwatch/metricAlarm:MetricAlarm")
+    queue = run.one("aws:sqs/queue:Queue")
+    assert alarm.inputs["namespace"] == "AWS/SQS"
+    assert alarm.inputs["metricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm.inputs["dimensions"] == {"QueueName": queue.outputs["name"]}
+    assert (alarm.inputs["comparisonOperator"], alarm.inputs["threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm.inputs["treatMissingData"] == "notBreaching"
+    assert alarm.inputs["tags"]["spot-redis:stack"] == STACK  # notify's ownership test
+    statements = json.loads(run.named("notify-policy").inputs["policy"])["Statement"]
+    assert {"Action": ["cloudwatch:ListTagsForResource"], "Resource": alarm.outputs["arn"]}.items() <= next(
+        s for s in statements if s["Action"] == ["cloudwatch:ListTagsForResource"]
+    ).items()
 
 
 def test_fallback_topic_mails_the_team(run):

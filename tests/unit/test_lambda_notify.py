@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.unit import lambda_support as support
 
@@ -132,6 +133,49 @@ def test_snapshot_failure_of_our_volume(env: Env) -> None:
     env.run(support.load_event("ebs-snapshot-failed", detail={"source": source}))
     text = only_post(env)["text"]
     assert volume in text and "Source volume not found" in text and "next scheduled snapshot" in text
+
+
+def test_failed_events_alarm_says_how_many_wait_and_where(env: Env) -> None:
+    alarm = support.make_alarm("spot-redis-staging-failed-events-waiting")
+    assert env.run(support.alarm_event(alarm))["kind"] == "failed-events"
+    text = only_post(env)["text"]
+    assert text.startswith("2 events the spot-redis Lambdas could not handle are waiting")
+    assert "spot-redis-staging-failed-events-waiting" in text and "failedEventsQueueUrl" in text
+
+
+def test_failed_events_alarm_once_per_episode(env: Env) -> None:
+    alarm = support.make_alarm("spot-redis-staging-failed-events-waiting")
+    env.run(support.alarm_event(alarm))
+    env.run(support.alarm_event(alarm) | {"id": "another-delivery-of-the-same-change"})
+    assert len(env.slack.posts) == 1
+    env.run(support.alarm_event(alarm, timestamp="2026-11-20T09:40:00.000+0000"))  # it went OK, then off again
+    assert len(env.slack.posts) == 2
+
+
+@pytest.mark.parametrize("stack", [None, "production"])
+def test_alarm_of_another_stack_is_ignored(env: Env, stack: str | None) -> None:
+    alarm = support.make_alarm(f"spot-redis-{stack}-failed-events-waiting", stack=stack)
+    assert env.run(support.alarm_event(alarm))["status"] == "ignored"
+    assert env.slack.posts == []
+
+
+def test_deleted_alarm_is_ignored(env: Env) -> None:
+    """moto lists no tags for an unknown alarm; CloudWatch answers ResourceNotFoundException."""
+
+    class DeletedAlarms:
+        def list_tags_for_resource(self, **_: Any) -> Any:
+            error = {"Error": {"Code": "ResourceNotFoundException", "Message": "not found"}}
+            raise ClientError(error, "ListTagsForResource")  # type: ignore[arg-type]
+
+    app.clients.set("cloudwatch", DeletedAlarms())
+    missing = f"arn:aws:cloudwatch:{support.REGION}:{support.ACCOUNT}:alarm:spot-redis-staging-gone"
+    assert env.run(support.alarm_event(missing))["status"] == "ignored"
+
+
+def test_alarm_back_to_ok_is_ignored(env: Env) -> None:
+    alarm = support.make_alarm("spot-redis-staging-failed-events-waiting")
+    assert env.run(support.alarm_event(alarm, value="OK"))["status"] == "ignored"
+    assert env.slack.posts == []
 
 
 def test_snapshot_failure_of_a_foreign_volume_is_ignored(env: Env) -> None:
@@ -269,6 +313,10 @@ MALFORMED = {
     "launch failure without group": support.load_event(
         "autoscaling-launch-unsuccessful", id="bad-event-7", detail={"AutoScalingGroupName": None}
     ),
+    "alarm state is text": support.load_event(
+        support.FAILED_EVENTS_ALARM_EVENT, id="bad-event-9", detail={"state": "ALARM"}
+    ),
+    "alarm without resources": support.load_event(support.FAILED_EVENTS_ALARM_EVENT, id="bad-event-10", resources=[]),
 }
 
 
