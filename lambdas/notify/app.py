@@ -54,6 +54,8 @@ SPOT_WARNING_LEAD = timedelta(minutes=2)
 
 SPOT_STATE_REASONS = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
 DOWN_STATES = ("stopping", "stopped", "shutting-down", "terminated")
+DURABILITY = "append-only file synced every second, and saved when Redis stops at shutdown"
+"""What ansible/roles/redis sets (appendonly yes, appendfsync everysec): what a lost host can have lost."""
 
 
 @dataclass
@@ -158,7 +160,7 @@ def spot_warning(record: EventRecord, stack: str) -> Notice | None:
         subject=instance_id,
         title=f"Spot interruption: Redis host {instance_id} goes away {when}",
         happened=f"AWS will {action} the Spot instance `{instance_id}` at {reclaimed_at:%H:%M:%S} UTC ({when}).",
-        next_step="The host saves Redis to its data volume and snapshots it; the Auto Scaling group launches a "
+        next_step=f"Redis keeps its writes on the data volume ({DURABILITY}); the Auto Scaling group launches a "
         "replacement that re-attaches the same volume and re-registers `redis` in Cloud Map.",
         todo="Nothing. Expect Redis to be unreachable for a few minutes. If no 'Redis Dataset Restored' message "
         "follows within 15 minutes, look at the Auto Scaling group's activity.",
@@ -176,8 +178,8 @@ def rebalance(record: EventRecord, stack: str) -> Notice | None:
         subject=instance_id,
         title=f"Spot rebalance recommendation for Redis host {instance_id}",
         happened=f"AWS says the Spot instance `{instance_id}` is at higher risk of interruption.",
-        next_step="The host keeps running. If AWS then reclaims it, a 2-minute warning follows and the host "
-        "saves its data before it goes.",
+        next_step="The host keeps running. If AWS then reclaims it, a 2-minute warning follows; the data stays on "
+        f"the data volume ({DURABILITY}).",
         todo="Nothing.",
         facts=(("Instance", f"`{instance_id}`"),),
     )
@@ -222,7 +224,7 @@ def state_change(record: EventRecord, stack: str) -> Notice | None:
             title=f"Redis host {instance_id} was reclaimed by a Spot interruption",
             happened=f"The instance `{instance_id}` is {state} after a Spot interruption.",
             next_step="The Auto Scaling group launches a replacement, which re-attaches the data volume "
-            "(saved at the warning).",
+            f"({DURABILITY}).",
             todo="Nothing, unless no 'Redis host ... is running' message follows within 15 minutes.",
             emoji=":red_circle:",
             facts=(("Instance", f"`{instance_id}`"), ("State", state), ("Cause", "Spot interruption")),
