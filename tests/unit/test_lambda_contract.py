@@ -187,3 +187,32 @@ def test_bootstrap_events_as_the_host_puts_them(env: support.NotifyEnv) -> None:
         [entry] = entries
         said_once_about(env, entry, instance_id)
         assert words in env.slack.posts[-1]["text"]
+
+
+# --- infra/alerting.py's rules --------------------------------------------------------------------------------------
+
+
+def test_every_event_a_rule_sends_to_notify_has_a_message() -> None:
+    """A rule routing an event notify has no route for would turn every such event into a 'malformed' error log."""
+    from infra import event_patterns
+    from tests.unit.pulumi_harness import run_program
+
+    run = run_program()
+    notify_arn = run.named("notify-function").outputs["arn"]
+    targets = {t.inputs["rule"]: t.inputs["arn"] for t in run.of_type("aws:cloudwatch/eventTarget:EventTarget")}
+    sent: set[tuple[str, str]] = set()
+    for rule in run.of_type("aws:cloudwatch/eventRule:EventRule"):
+        if targets[rule.outputs["name"]] != notify_arn:
+            continue
+        pattern = json.loads(rule.inputs["eventPattern"])
+        # The stack-events rule takes every detail-type of our source: those the host and warmup put.
+        detail_types = pattern.get("detail-type") or [
+            event_patterns.DATASET_EMPTY,
+            event_patterns.DATASET_RESTORED,
+            event_patterns.WARMUP_STARTED,
+            event_patterns.WARMUP_FINISHED,
+            event_patterns.HOST_BOOTSTRAP_FAILED,
+        ]
+        sent |= {(source, detail_type) for source in pattern["source"] for detail_type in detail_types}
+    assert len(sent) >= 12
+    assert sent <= set(notify.ROUTES), sent - set(notify.ROUTES)
