@@ -1,6 +1,7 @@
 """The custom events notify is sent are the ones their senders really put: lambdas/warmup (run, not paraphrased) and
 infra/host/bootstrap.sh (its Python snippets that build the entries, run as the host runs them). Each is accepted by
-lambdas/notify and makes exactly one Slack message that names the instance."""
+lambdas/notify and makes exactly one Slack message that names the instance. And every event infra/alerting.py's rules
+send to notify has a route there."""
 
 from __future__ import annotations
 
