@@ -30,7 +30,8 @@ def alarm_is_ours(cloudwatch: Any, alarm_arn: str, stack: str) -> bool:
     try:
         tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm_arn).get("Tags", [])
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        # ResourceNotFoundException per the API model; older documentation names it ResourceNotFound.
+        if error.response.get("Error", {}).get("Code") in ("ResourceNotFoundException", "ResourceNotFound"):
             return False
         raise
     return any(tag.get("Key") == STACK_TAG and tag.get("Value") == stack for tag in tags)

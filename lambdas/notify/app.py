@@ -439,11 +439,12 @@ def _alarm_state(record: EventRecord) -> dict[str, Any]:
 
 
 def _waiting_events(state: dict[str, Any]) -> int | None:
-    """The newest datapoint of the alarm's evaluation (messages visible in the queue), when CloudWatch gave one."""
+    """How many events wait: the largest recent datapoint of the alarm's evaluation (messages visible in the
+    queue); None when CloudWatch gave no usable one."""
     try:
         points = json.loads(state.get("reasonData") or "{}").get("recentDatapoints") or []
         return round(max(float(point) for point in points)) if points else None
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, OverflowError):
         return None
 
 

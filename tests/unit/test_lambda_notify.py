@@ -159,17 +159,46 @@ def test_alarm_of_another_stack_is_ignored(env: Env, stack: str | None) -> None:
     assert env.slack.posts == []
 
 
-def test_deleted_alarm_is_ignored(env: Env) -> None:
+class FailingAlarmTags:
+    """A CloudWatch client whose ListTagsForResource answers with an error ``code``."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def list_tags_for_resource(self, **_: Any) -> Any:
+        raise ClientError({"Error": {"Code": self.code, "Message": "no"}}, "ListTagsForResource")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", ["ResourceNotFoundException", "ResourceNotFound"])
+def test_deleted_alarm_is_ignored(env: Env, code: str) -> None:
     """moto lists no tags for an unknown alarm; CloudWatch answers ResourceNotFoundException."""
-
-    class DeletedAlarms:
-        def list_tags_for_resource(self, **_: Any) -> Any:
-            error = {"Error": {"Code": "ResourceNotFoundException", "Message": "not found"}}
-            raise ClientError(error, "ListTagsForResource")  # type: ignore[arg-type]
-
-    app.clients.set("cloudwatch", DeletedAlarms())
+    app.clients.set("cloudwatch", FailingAlarmTags(code))
     missing = f"arn:aws:cloudwatch:{support.REGION}:{support.ACCOUNT}:alarm:spot-redis-staging-gone"
     assert env.run(support.alarm_event(missing))["status"] == "ignored"
+
+
+def test_other_errors_reading_alarm_tags_are_retried(env: Env) -> None:
+    app.clients.set("cloudwatch", FailingAlarmTags("ThrottlingException"))
+    alarm = f"arn:aws:cloudwatch:{support.REGION}:{support.ACCOUNT}:alarm:spot-redis-staging-failed-events-waiting"
+    with pytest.raises(ClientError):
+        env.run(support.alarm_event(alarm))
+
+
+@pytest.mark.parametrize(
+    "reason_data, title",
+    [
+        ('{"recentDatapoints": [1.0]}', "1 event the spot-redis Lambdas could not handle is waiting"),
+        ('{"recentDatapoints": [3.0, 5.0, 4.0]}', "5 events the spot-redis Lambdas could not handle are waiting"),
+        ('{"recentDatapoints": []}', "Events the spot-redis Lambdas could not handle are waiting"),
+        ("not json", "Events the spot-redis Lambdas could not handle are waiting"),
+        ('{"recentDatapoints": [1e400]}', "Events the spot-redis Lambdas could not handle are waiting"),
+        (None, "Events the spot-redis Lambdas could not handle are waiting"),
+    ],
+)
+def test_failed_events_title_counts_what_waits(env: Env, reason_data: str | None, title: str) -> None:
+    alarm = support.make_alarm("spot-redis-staging-failed-events-waiting")
+    env.run(support.alarm_event(alarm, reasonData=reason_data))
+    assert only_post(env)["text"].split("\n")[0] == title
 
 
 def test_alarm_back_to_ok_is_ignored(env: Env) -> None:
