@@ -3,6 +3,7 @@ and the warm-up batch started after data loss. The Lambdas' code is whatever `la
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +23,20 @@ FAILED_EVENT_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's longest
 FAILED_EVENTS_ALARM_PERIOD_SECONDS = 300
 
 
+# Packages copied into a function's zip from the deploying virtualenv (requirements.txt pins them). warmup reads
+# WORK_HOURS's time zone with zoneinfo, which falls back to the tzdata package when the runtime has no system time
+# zone database: with it bundled, the warm-up never depends on what the Lambda image holds.
+VENDORED_PACKAGES = {"warmup": ("tzdata",)}
+
+
 def lambda_files(repo_root: Path, function: str) -> dict[str, Path]:
-    """A function's package: its own folder at the root of the zip, and lambdas/common/ as the package `common`."""
+    """A function's package: its own folder at the root of the zip, lambdas/common/ as the package `common`, and
+    its :data:`VENDORED_PACKAGES` from this virtualenv."""
     lambdas = repo_root / "lambdas"
+    sources = [(lambdas / function, ""), (lambdas / SHARED_CODE, f"{SHARED_CODE}/")]
+    sources += [(vendored_package(name), f"{name}/") for name in VENDORED_PACKAGES.get(function, ())]
     files = {}
-    for source, prefix in ((lambdas / function, ""), (lambdas / SHARED_CODE, f"{SHARED_CODE}/")):
+    for source, prefix in sources:
         if not source.is_dir():
             continue
         for path in sorted(source.rglob("*")):
@@ -34,6 +44,14 @@ def lambda_files(repo_root: Path, function: str) -> dict[str, Path]:
             if path.is_file() and not SKIPPED.intersection(relative.parts) and path.suffix != ".pyc":
                 files[prefix + relative.as_posix()] = path
     return files
+
+
+def vendored_package(name: str) -> Path:
+    """The folder of an installed package, for bundling; a clear error when requirements.txt was not installed."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the package {name!r} is not installed: `pip install -r requirements.txt` first")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def powertools_layer(config: StackConfig) -> str:

@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import logging
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -20,7 +21,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
+REPO = Path(__file__).resolve().parents[2]
+LAMBDAS = REPO / "lambdas"
 for folder in (LAMBDAS, LAMBDAS / "warmup"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
@@ -481,3 +483,46 @@ def test_malformed_events_are_logged_with_their_id_and_never_raise(world: World,
 @pytest.mark.parametrize("event", [None, "text", [], {"id": "x"}], ids=repr)
 def test_events_that_are_not_eventbridge_events_never_raise(world: World, event: Any) -> None:
     assert invoke(event)["action"] == "ignored"
+
+
+# --- the deployment package -----------------------------------------------------------------------------------------
+
+WORK_HOURS_ZONE = (
+    "import sys, zoneinfo\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "zoneinfo.reset_tzpath(to=[])  # a runtime without /usr/share/zoneinfo\n"
+    "from warmup_hours import parse_work_hours\n"
+    "print(parse_work_hours('Mon-Fri 09:00-19:00 America/Los_Angeles').zone.key)\n"
+)
+
+
+def unpacked_package(folder: Path, without: str | None = None) -> Path:
+    """What infra/alerting.py zips for warmup, written out as the Lambda runtime unpacks it."""
+    from infra.alerting import lambda_files
+
+    for relative, source in lambda_files(REPO, "warmup").items():
+        if without and relative.startswith(f"{without}/"):
+            continue
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())
+    return folder
+
+
+def run_without_site_packages(code: str, package: Path) -> subprocess.CompletedProcess[str]:
+    """Python with neither site-packages (-S: no tzdata from the venv) nor a system time zone database."""
+    command = [sys.executable, "-I", "-S", "-c", code, str(package)]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+
+
+def test_the_package_knows_time_zones_without_the_runtimes_database(tmp_path: Path) -> None:
+    result = run_without_site_packages(WORK_HOURS_ZONE, unpacked_package(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "America/Los_Angeles"
+
+
+def test_without_the_bundled_tzdata_the_zone_would_be_unknown(tmp_path: Path) -> None:
+    """The control: the test above passes because of the bundled package, not because of the machine."""
+    result = run_without_site_packages(WORK_HOURS_ZONE, unpacked_package(tmp_path, without="tzdata"))
+    assert result.returncode != 0
+    assert "unknown time zone 'America/Los_Angeles'" in result.stderr
