@@ -1,0 +1,75 @@
+"""The contract of the custom events on EventBridge: their source, detail-types and detail keys, defined once.
+
+The host agent (spot_redis.agent) and the warmup Lambda send these events; the Lambdas (lambdas/) handle them and
+infra/event_patterns.py routes them. Every part imports this module; nothing else spells these names.
+Pure Python, standard library only: it is copied into every Lambda's zip and into the host's Ansible bundle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+SOURCE = "spot-redis"
+STACK_TAG = "spot-redis:stack"
+
+
+class Dataset(StrEnum):
+    """What a booting host found on the data volume, said precisely."""
+
+    COMPLETE = "complete"  # a clean stop left a marker that matches the data: nothing was lost
+    CRASH = "crash"  # data without a matching clean-stop marker: at most the last second of writes is missing
+    EMPTY = "empty"  # no data at all (a new or replaced volume)
+
+
+@dataclass(frozen=True)
+class EventKind:
+    detail_type: str
+    required: tuple[str, ...]  # detail keys every event of this kind carries
+    optional: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+_ABOUT_HOST = ("instance-id", "stack")
+
+HOST_READY = EventKind(
+    "Redis Host Ready",
+    (*_ABOUT_HOST, "dataset"),
+    # saved-at: the time of the last save the clean-stop marker names (complete only); marker-instance-id: the host
+    # that wrote it; boot-seconds: how long the boot took; steps: seconds per boot step.
+    ("saved-at", "marker-instance-id", "boot-seconds", "steps"),
+)
+HOST_DRAINED = EventKind(
+    "Redis Host Drained",
+    (*_ABOUT_HOST, "notice-time", "steps", "failed-steps"),
+    # keys and saved-at: what the final save held; drain-seconds: from the notice to the volume detached.
+    ("keys", "saved-at", "drain-seconds", "volume-id"),
+)
+REBALANCE_SEEN = EventKind("Redis Host Rebalance Recommendation Seen", (*_ABOUT_HOST, "noticed-at"))
+BOOTSTRAP_FAILED = EventKind("Redis Host Bootstrap Failed", (*_ABOUT_HOST, "step"), ("reason",))
+WARMUP_STARTED = EventKind("Redis Warm-up Started", (*_ABOUT_HOST, "task-arn"), ("trigger", "dataset"))
+WARMUP_FINISHED = EventKind(
+    "Redis Warm-up Finished", (*_ABOUT_HOST, "result"), ("task-arn", "exit-code", "stopped-reason")
+)
+
+# What the host agent sends, and what the warmup Lambda sends.
+AGENT_EVENTS = (HOST_READY, HOST_DRAINED, REBALANCE_SEEN, BOOTSTRAP_FAILED)
+WARMUP_EVENTS = (WARMUP_STARTED, WARMUP_FINISHED)
+ALL_EVENTS = AGENT_EVENTS + WARMUP_EVENTS
+BY_DETAIL_TYPE = {kind.detail_type: kind for kind in ALL_EVENTS}
+
+# The one dataset that starts the warm-up batch by itself.
+WARMUP_DATASETS = (Dataset.EMPTY,)
+
+
+def entry(kind: EventKind, detail: dict, event_bus: str = "default") -> dict:
+    """A PutEvents entry of this kind; refuses a detail that lacks a required key or has one the contract lacks."""
+    missing = [key for key in kind.required if detail.get(key) in (None, "")]
+    unknown = sorted(set(detail) - set(kind.keys))
+    if missing or unknown:
+        raise ValueError(f"{kind.detail_type}: missing {missing}, unknown {unknown}")
+    return {"Source": SOURCE, "DetailType": kind.detail_type, "Detail": json.dumps(detail), "EventBusName": event_bus}
