@@ -109,6 +109,7 @@ class SpotHost(Concern):
                 hosted_zone_id=namespace.hosted_zone,
                 parameter_arns=parameter_arns,
                 bundle_bucket_arn=bundle_bucket.arn,
+                asg_name=self.physical_name("redis"),
             ),
             opts=self.child,
         )
@@ -165,7 +166,10 @@ class SpotHost(Concern):
             # desired capacity: `pulumi up` must not reset it (ignore_changes below).
             desired_capacity=1 if is_working_time(config.working_hours, now) else 0,
             vpc_zone_identifiers=[config.subnet_id],
-            capacity_rebalance=True,
+            # No capacity rebalancing: with one data volume and max 1, a rebalance *recommendation* would launch a
+            # replacement that cannot get the volume, then terminate the working host. Only a real interruption
+            # notice acts: the host's watcher detaches itself from the group, which launches the replacement.
+            capacity_rebalance=False,
             health_check_type="EC2",
             health_check_grace_period=300,
             mixed_instances_policy=mixed_instances_policy(config.instance_types, self.launch_template.id),

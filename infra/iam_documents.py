@@ -24,10 +24,11 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from spot_redis.events import SOURCE as EVENT_SOURCE
+
 PARTITION = "aws"
 POLICY_VERSION = "2012-10-17"
 STACK_TAG_KEY = "spot-redis:stack"
-EVENT_SOURCE = "spot-redis"
 ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -184,8 +185,10 @@ def host_policy(
     hosted_zone_id: str,
     parameter_arns: list[str],
     bundle_bucket_arn: str,
+    asg_name: str,
 ) -> str:
-    """The Spot host's role (AmazonSSMManagedInstanceCore is attached beside it)."""
+    """The Spot host's role (AmazonSSMManagedInstanceCore is attached beside it): what the host agent
+    (spot_redis/agent) calls at boot and in its drain."""
     if not isinstance(stack, str) or not stack or "*" in stack or "?" in stack:
         raise ValueError(f"stack must be a non-empty name without wildcards, got {stack!r}")
     region, account_id = _region(region), _account(account_id)
@@ -201,8 +204,10 @@ def host_policy(
     bucket = _arn("bundle_bucket_arn", bundle_bucket_arn, "s3")
     if "/" in bucket:
         raise ValueError(f"bundle_bucket_arn must be a bucket ARN, not an object ARN, got {bucket!r}")
+    if not isinstance(asg_name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", asg_name):
+        raise ValueError(f"asg_name must be an Auto Scaling group name, got {asg_name!r}")
     instances = f"arn:{PARTITION}:ec2:{region}:{account_id}:instance/*"
-    snapshots = f"arn:{PARTITION}:ec2:{region}::snapshot/*"
+    group = f"arn:{PARTITION}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{asg_name}"
     volume_actions = ["ec2:AttachVolume", "ec2:DetachVolume"]
 
     return _document(
@@ -216,26 +221,24 @@ def host_policy(
             {"StringEquals": {f"aws:ResourceTag/{STACK_TAG_KEY}": stack}},
         ),
         _describe_ec2(region, ["ec2:DescribeInstances", "ec2:DescribeVolumes"]),
-        # The snapshot at the Spot warning: only of this volume, and the new snapshot must carry the stack tag
-        # (aws:RequestTag is about the tags the request puts on the new snapshot, so it conditions the snapshot).
-        _statement("SnapshotOnlyStackDataVolume", ["ec2:CreateSnapshot"], volume),
+        # The drain leaves the group (so that the replacement starts at once); a boot that cannot get the volume
+        # marks itself Unhealthy (so that it is replaced). Only this stack's group.
         _statement(
-            "CreateOnlyStackTaggedSnapshots",
-            ["ec2:CreateSnapshot"],
-            snapshots,
-            {"StringEquals": {f"aws:RequestTag/{STACK_TAG_KEY}": stack}},
+            "LeaveOrFailOnlyStackGroup",
+            ["autoscaling:DetachInstances", "autoscaling:SetInstanceHealth"],
+            group,
+            {"StringEquals": {f"aws:ResourceTag/{STACK_TAG_KEY}": stack}},
         ),
-        _statement(
-            "TagSnapshotsOnlyWhenCreating",
-            ["ec2:CreateTags"],
-            snapshots,
-            {"StringEquals": {"ec2:CreateAction": "CreateSnapshot"}},
-        ),
+        _statement("FindOwnGroupNoResourceLevelPermissions", ["autoscaling:DescribeAutoScalingInstances"], "*"),
         # Cloud Map: register/deregister only in the stack's service; Cloud Map writes the records in the
         # namespace's hosted zone with the caller's permissions.
         _statement(
             "RegisterOnlyInStackCloudMapService",
-            ["servicediscovery:RegisterInstance", "servicediscovery:DeregisterInstance"],
+            [
+                "servicediscovery:RegisterInstance",
+                "servicediscovery:DeregisterInstance",
+                "servicediscovery:GetInstance",
+            ],
             service,
         ),
         _statement(

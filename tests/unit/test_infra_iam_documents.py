@@ -44,6 +44,9 @@ PASS_ROLE_ARNS = [
 ]
 APP_PASSWORD_PARAMETER_ARN = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/spot-redis/{STACK}/app-password"
 
+ASG_NAME = f"spot-redis-{STACK}-redis"
+GROUP_ARN = f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/{ASG_NAME}"
+
 SERVICES = ["ec2.amazonaws.com", "lambda.amazonaws.com", "dlm.amazonaws.com", "ecs-tasks.amazonaws.com"]
 
 # Actions that have no resource-level permissions: "*" is the only Resource they accept. Checked against
@@ -54,6 +57,7 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
         "ec2:DescribeVolumes",
         "ec2:DescribeTags",
         "autoscaling:DescribeScalingActivities",
+        "autoscaling:DescribeAutoScalingInstances",
         "servicediscovery:GetOperation",
     }
 )
@@ -72,6 +76,7 @@ def _host(**overrides: Any) -> str:
         "hosted_zone_id": HOSTED_ZONE_ID,
         "parameter_arns": PARAMETER_ARNS,
         "bundle_bucket_arn": BUNDLE_BUCKET_ARN,
+        "asg_name": ASG_NAME,
     }
     return host_policy(**(kwargs | overrides))
 
@@ -327,22 +332,27 @@ def test_host_attaches_and_detaches_only_the_data_volume_on_stack_instances() ->
             assert statement["Condition"] == {"StringEquals": {"aws:ResourceTag/spot-redis:stack": STACK}}
 
 
-def test_host_snapshots_only_the_data_volume_into_stack_tagged_snapshots() -> None:
+def test_host_leaves_or_fails_only_the_stack_group() -> None:
+    # The drain detaches the host from its group; a boot that cannot get the volume marks itself Unhealthy.
     document = _host()
-    snapshots = f"arn:aws:ec2:{REGION}::snapshot/*"
-    statements = _allowing(document, "ec2:CreateSnapshot")
-    assert _resources(statements) == {VOLUME_ARN, snapshots}
-    for statement in statements:
-        if snapshots in _as_list(statement["Resource"]):
-            assert statement["Condition"] == {"StringEquals": {"aws:RequestTag/spot-redis:stack": STACK}}
-    (tagging,) = _allowing(document, "ec2:CreateTags")
-    assert tagging["Resource"] == snapshots
-    assert tagging["Condition"] == {"StringEquals": {"ec2:CreateAction": "CreateSnapshot"}}
+    for action in ("autoscaling:DetachInstances", "autoscaling:SetInstanceHealth"):
+        (statement,) = _allowing(document, action)
+        assert _as_list(statement["Resource"]) == [GROUP_ARN]
+        assert statement["Condition"] == {"StringEquals": {"aws:ResourceTag/spot-redis:stack": STACK}}
+    assert _resources(_allowing(document, "autoscaling:DescribeAutoScalingInstances")) == {"*"}
+    # The snapshot at the warning is gone with the bash boot: the drain detaches the volume instead.
+    assert not _allowing(document, "ec2:CreateSnapshot")
+
+
+def test_host_policy_refuses_a_group_name_with_a_wildcard() -> None:
+    with pytest.raises(ValueError, match="asg_name"):
+        _host(asg_name="spot-redis-*")
 
 
 def test_host_registers_only_in_the_stack_cloud_map_service() -> None:
     document = _host()
-    for action in ("servicediscovery:RegisterInstance", "servicediscovery:DeregisterInstance"):
+    for action in ("RegisterInstance", "DeregisterInstance", "GetInstance"):
+        action = f"servicediscovery:{action}"
         assert _resources(_allowing(document, action)) == {CLOUDMAP_SERVICE_ARN}
     changes = _allowing(document, "route53:ChangeResourceRecordSets")
     assert _resources(changes) == {f"arn:aws:route53:::hostedzone/{HOSTED_ZONE_ID}"}
