@@ -23,6 +23,10 @@ FAILED_EVENT_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's longest
 FAILED_EVENTS_ALARM_PERIOD_SECONDS = 300
 
 
+# The event contract (spot_redis.events), in every function's zip at these paths so that `from spot_redis.events
+# import ...` works in Lambda. Only these two files: the host agent (spot_redis/agent) stays out.
+CONTRACT_FILES = ("spot_redis/__init__.py", "spot_redis/events.py")
+
 # Packages copied into a function's zip from the deploying virtualenv (requirements.txt pins them). warmup reads
 # WORK_HOURS's time zone with zoneinfo, which falls back to the tzdata package when the runtime has no system time
 # zone database: with it bundled, the warm-up never depends on what the Lambda image holds.
@@ -30,8 +34,9 @@ VENDORED_PACKAGES = {"warmup": ("tzdata",)}
 
 
 def lambda_files(repo_root: Path, function: str) -> dict[str, Path]:
-    """A function's package: its own folder at the root of the zip, lambdas/common/ as the package `common`, and
-    its :data:`VENDORED_PACKAGES` from this virtualenv."""
+    """A function's package: its own folder at the root of the zip, lambdas/common/ as the package `common`, the
+    event contract (:data:`CONTRACT_FILES`) as the package `spot_redis`, and its :data:`VENDORED_PACKAGES` from this
+    virtualenv."""
     lambdas = repo_root / "lambdas"
     sources = [(lambdas / function, ""), (lambdas / SHARED_CODE, f"{SHARED_CODE}/")]
     sources += [(vendored_package(name), f"{name}/") for name in VENDORED_PACKAGES.get(function, ())]
@@ -43,6 +48,11 @@ def lambda_files(repo_root: Path, function: str) -> dict[str, Path]:
             relative = path.relative_to(source)
             if path.is_file() and not SKIPPED.intersection(relative.parts) and path.suffix != ".pyc":
                 files[prefix + relative.as_posix()] = path
+    for relative in CONTRACT_FILES:
+        path = repo_root / relative
+        if not path.is_file():
+            raise RuntimeError(f"{relative} is missing: every Lambda needs the event contract")
+        files[relative] = path
     return files
 
 
@@ -180,7 +190,8 @@ class Alerting(Concern):
             ),
             Rule(
                 "stack-events",
-                "What the host reports: dataset restored or empty, warm-up started or finished",
+                "What the host and the warm-up report: host ready (complete, crash or empty), drained, rebalance seen, "
+                "bootstrap failed, warm-up started or finished",
                 json.dumps(event_patterns.stack_events(stack)),
             ),
             Rule(
@@ -193,7 +204,7 @@ class Alerting(Concern):
         for rule in (
             Rule(
                 "dataset-events",
-                "The host came up with an empty or old dataset",
+                "The host came up with an empty dataset (data lost): start the warm-up",
                 json.dumps(event_patterns.dataset_events(stack)),
             ),
             Rule(

@@ -1,17 +1,13 @@
 """EventBridge event patterns for the rules that drive the notify and warmup Lambdas.
 
 Pure functions, no Pulumi: each returns a pattern as a dict; the caller json.dumps it
-(inside an Output.apply when an argument is an Output).
+(inside an Output.apply when an argument is an Output). The custom events' source, detail-types and detail keys are
+spot_redis/events.py's.
 """
 
 import re
 
-CUSTOM_SOURCE = "spot-redis"
-DATASET_EMPTY = "Redis Dataset Empty"
-DATASET_RESTORED = "Redis Dataset Restored"
-WARMUP_STARTED = "Redis Warm-up Started"
-WARMUP_FINISHED = "Redis Warm-up Finished"
-HOST_BOOTSTRAP_FAILED = "Redis Host Bootstrap Failed"  # infra/host/bootstrap.sh, when the boot fails
+from spot_redis.events import HOST_READY, SOURCE, WARMUP_DATASETS
 
 SPOT_INTERRUPTION_WARNING = "EC2 Spot Instance Interruption Warning"
 REBALANCE_RECOMMENDATION = "EC2 Instance Rebalance Recommendation"
@@ -72,13 +68,18 @@ def alarm_raised(alarm_arn: str) -> dict:
 
 
 def stack_events(stack: str) -> dict:
-    """Every custom spot-redis event of this stack (for the notify Lambda)."""
-    return {"source": [CUSTOM_SOURCE], "detail": {"stack": [_required("stack", stack)]}}
+    """Every custom event of this stack, whatever its detail-type (for the notify Lambda)."""
+    return {"source": [SOURCE], "detail": {"stack": [_required("stack", stack)]}}
 
 
 def dataset_events(stack: str) -> dict:
-    """This stack's host found its dataset empty or restored it (for the warmup Lambda)."""
-    return {**stack_events(stack), "detail-type": [DATASET_EMPTY, DATASET_RESTORED]}
+    """This stack's host is ready with a dataset that needs the warm-up (empty: the data is lost), for the warmup
+    Lambda, which checks the dataset again."""
+    return {
+        "source": [SOURCE],
+        "detail-type": [HOST_READY.detail_type],
+        "detail": {"stack": [_required("stack", stack)], "dataset": [str(dataset) for dataset in WARMUP_DATASETS]},
+    }
 
 
 def warmup_task_stopped(cluster_arn: str, task_family: str) -> dict:

@@ -3,6 +3,11 @@
 Everything here is pure (no AWS calls). A handler calls :func:`parse_record` first, then the ``detail_*`` helpers
 for the fields it needs; each raises :class:`MalformedEventError` with a message that says which field is wrong, so the
 handler can log one error with the event id and return (a retry would not help with a malformed event).
+
+The custom events (source :data:`spot_redis.events.SOURCE`) follow the contract of ``spot_redis/events.py``, which
+infra/alerting.py packages into every function's zip: :func:`check_contract` refuses one that lacks a required key,
+and every ``detail_*`` / ``optional_*`` helper refuses to read a key the event's kind does not have (a ``KeyError``:
+a bug in the function, not in the event), so no handler can spell a key the senders do not put.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+
+from spot_redis.events import BY_DETAIL_TYPE, SOURCE, Dataset, EventKind
 
 
 class MalformedEventError(ValueError):
@@ -75,9 +82,41 @@ def parse_time(value: Any, name: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def contract_kind(record: EventRecord) -> EventKind | None:
+    """The kind of a custom event in spot_redis.events; None for an AWS event or an unknown custom detail-type."""
+    return BY_DETAIL_TYPE.get(record.detail_type) if record.source == SOURCE else None
+
+
+def contract_keys(kind: EventKind, *keys: str) -> tuple[str, ...]:
+    """``keys``, each checked to be a detail key of ``kind`` (for modules that name keys once, at import)."""
+    unknown = [key for key in keys if key not in kind.keys]
+    if unknown:
+        raise KeyError(f"{kind.detail_type!r} has no detail key {unknown} in spot_redis.events")
+    return keys
+
+
+def check_contract(record: EventRecord) -> EventKind | None:
+    """The kind of a custom event whose detail has every key the contract requires; :class:`MalformedEventError`
+    when one is missing (absent, null or empty, as ``spot_redis.events.entry`` refuses them). Keys the contract does
+    not know are left alone: a newer sender may add optional keys."""
+    kind = contract_kind(record)
+    if kind is not None:
+        missing = [key for key in kind.required if record.detail.get(key) in (None, "")]
+        if missing:
+            raise MalformedEventError(f"{kind.detail_type}: detail lacks {', '.join(missing)}")
+    return kind
+
+
+def _value(record: EventRecord, key: str) -> Any:
+    kind = contract_kind(record)
+    if kind is not None:
+        contract_keys(kind, key)
+    return record.detail.get(key)
+
+
 def detail_str(record: EventRecord, key: str) -> str:
     """``detail[key]`` as a non-empty string; :class:`MalformedEventError` when missing, empty or not a string."""
-    value = record.detail.get(key)
+    value = _value(record, key)
     if not isinstance(value, str) or not value.strip():
         raise MalformedEventError(f"detail.{key} is missing or not a non-empty string")
     return value
@@ -85,7 +124,7 @@ def detail_str(record: EventRecord, key: str) -> str:
 
 def optional_str(record: EventRecord, key: str) -> str | None:
     """``detail[key]`` when it is a string, None when absent or null; :class:`MalformedEventError` on another type."""
-    value = record.detail.get(key)
+    value = _value(record, key)
     if value is None:
         return None
     if not isinstance(value, str):
@@ -95,12 +134,66 @@ def optional_str(record: EventRecord, key: str) -> str | None:
 
 def optional_int(record: EventRecord, key: str) -> int | None:
     """``detail[key]`` as an integer (not a bool), None when absent or null; else :class:`MalformedEventError`."""
-    value = record.detail.get(key)
+    value = _value(record, key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise MalformedEventError(f"detail.{key} is not an integer")
     return value
+
+
+def optional_seconds(record: EventRecord, key: str) -> float | None:
+    """``detail[key]`` as a number of seconds (int or float, not negative), None when absent or null."""
+    value = _value(record, key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise MalformedEventError(f"detail.{key} is not a number of seconds")
+    return float(value)
+
+
+def optional_time(record: EventRecord, key: str) -> datetime | None:
+    """``detail[key]`` as an aware UTC time (ISO 8601), None when absent or null."""
+    value = _value(record, key)
+    return None if value is None else parse_time(value, f"detail.{key}")
+
+
+def detail_time(record: EventRecord, key: str) -> datetime:
+    """``detail[key]`` as an aware UTC time (ISO 8601); :class:`MalformedEventError` when missing or not a time."""
+    return parse_time(detail_str(record, key), f"detail.{key}")
+
+
+def detail_names(record: EventRecord, key: str) -> list[str]:
+    """``detail[key]`` as a list of strings (possibly empty); else :class:`MalformedEventError`."""
+    value = _value(record, key)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise MalformedEventError(f"detail.{key} is not a list of strings")
+    return value
+
+
+def detail_step_seconds(record: EventRecord, key: str) -> dict[str, float]:
+    """``detail[key]`` as ``{step name: seconds}``; else :class:`MalformedEventError`."""
+    value = _value(record, key)
+    if not isinstance(value, dict) or not all(
+        isinstance(name, str) and not isinstance(seconds, bool) and isinstance(seconds, int | float)
+        for name, seconds in value.items()
+    ):
+        raise MalformedEventError(f"detail.{key} is not an object of step names and seconds")
+    return {name: float(seconds) for name, seconds in value.items()}
+
+
+def dataset_value(value: Any, where: str = "detail.dataset") -> Dataset:
+    """A :class:`spot_redis.events.Dataset` from its text; :class:`MalformedEventError` for anything else."""
+    try:
+        return Dataset(value)
+    except (ValueError, TypeError):
+        names = ", ".join(dataset.value for dataset in Dataset)
+        raise MalformedEventError(f"{where} is {value!r}, not one of {names}") from None
+
+
+def detail_dataset(record: EventRecord, key: str = "dataset") -> Dataset:
+    """``detail[key]`` as a :class:`spot_redis.events.Dataset`; else :class:`MalformedEventError`."""
+    return dataset_value(_value(record, key), f"detail.{key}")
 
 
 def arn_resource_id(arn: str) -> str:

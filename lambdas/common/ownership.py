@@ -6,7 +6,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-STACK_TAG = "spot-redis:stack"
+from spot_redis.events import STACK_TAG
+
+__all__ = ["STACK_TAG", "alarm_is_ours", "instance_stack", "is_ours"]
 
 
 def instance_stack(ec2: Any, instance_id: str) -> str | None:

@@ -5,14 +5,19 @@ EventBridge → this function → Slack (Block Kit, with a plain-text ``text``),
 
 - Ownership: events about instances, volumes or alarms not tagged ``spot-redis:stack=<STACK_NAME>`` produce no
   message.
-  Custom ``spot-redis`` events are ours when ``detail.stack`` is ``STACK_NAME`` (only this stack's host and functions
-  put such events); their instance's tags are not read, as AWS stops listing them about an hour after termination.
+  Custom events (source, detail-types and detail keys: ``spot_redis/events.py``, packaged into this function's zip)
+  are ours when ``detail.stack`` is ``STACK_NAME`` (only this stack's host and functions put such events); their
+  instance's tags are not read, as AWS stops listing them about an hour after termination.
+- The host's events say what was lost: "Redis Host Ready" with dataset complete (nothing), crash (at most the last
+  second of writes) or empty (everything; the warm-up batch starts), "Redis Host Drained" (the interrupted host's
+  hand-over, and what a failed step means). "Redis Host Rebalance Recommendation Seen" makes no message: AWS's own
+  rebalance event already makes one.
 - Once: idempotent on ``{kind, subject}`` (e.g. ``spot-interruption`` + instance id) for one hour
   (:data:`common.idempotency.WINDOW_SECONDS`), not on the event id. The stop/termination states of one instance share
   one kind, so ``shutting-down`` then ``terminated`` make one message. If both Slack and SNS fail the handler raises
   :class:`DeliveryFailedError`: Powertools deletes the idempotency record, and the Lambda retry sends it again.
-- Malformed events (no detail, wrong types, unknown detail-type) are logged as errors with the event id; the handler
-  returns normally because a retry would not help.
+- Malformed events (no detail, wrong types, unknown detail-type, a custom event that breaks its contract) are
+  logged as errors with the event id; the handler returns normally because a retry would not help.
 - The webhook URL is read from SSM once per container and never logged: a value with whitespace or control
   characters is refused (an error log without it, then the fallback), urllib's and http.client's exceptions are
   reduced to their type and status code (a broken answer is retried like a 5xx, a URL urllib rejects goes to the
@@ -28,7 +33,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,14 +43,33 @@ from common.events import (
     EventRecord,
     MalformedEventError,
     arn_resource_id,
+    check_contract,
+    detail_dataset,
+    detail_names,
+    detail_step_seconds,
     detail_str,
+    detail_time,
     event_id,
     optional_int,
+    optional_seconds,
     optional_str,
+    optional_time,
     parse_record,
 )
 from common.ownership import alarm_is_ours, is_ours
 from common.runtime import clients, clock, require_env
+
+from spot_redis.events import (
+    BOOTSTRAP_FAILED,
+    HOST_DRAINED,
+    HOST_READY,
+    REBALANCE_SEEN,
+    SOURCE,
+    WARMUP_DATASETS,
+    WARMUP_FINISHED,
+    WARMUP_STARTED,
+    Dataset,
+)
 
 logger = Logger(service="spot-redis-notify")
 
@@ -54,8 +78,55 @@ SPOT_WARNING_LEAD = timedelta(minutes=2)
 
 SPOT_STATE_REASONS = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
 DOWN_STATES = ("stopping", "stopped", "shutting-down", "terminated")
-DURABILITY = "append-only file synced every second, and saved when Redis stops at shutdown"
+DURABILITY = "append-only file fsynced every second, and saved when Redis stops at shutdown"
 """What ansible/roles/redis sets (appendonly yes, appendfsync everysec): what a lost host can have lost."""
+DRAIN = (
+    "the host's watcher drains it within the notice: it leaves the Auto Scaling group (so that the replacement "
+    "starts at once), saves the data, stops Redis and detaches the data volume"
+)
+"""What spot_redis/agent/drain.py does on a Spot interruption notice."""
+READY = f"'{HOST_READY.detail_type}'"
+READY_FOLLOWS = f"{READY} follows from the replacement, saying what it found on the volume"
+
+DRAIN_STEPS: dict[str, tuple[str, str]] = {
+    # spot_redis/agent/drain.py's step names: what the step does, what its failure means for the data and the
+    # replacement.
+    "leave_group": (
+        "leave the Auto Scaling group",
+        "the replacement starts only once EC2 has terminated this host, a few minutes later",
+    ),
+    "deregister": (
+        "deregister from Cloud Map",
+        "`redis` may name the old address until the replacement registers its own",
+    ),
+    "pause_writes": (
+        "pause writes",
+        "writes went on during the final save; what came after it is only in the append-only file",
+    ),
+    "save": (
+        "save the data",
+        "no final save and no clean-stop marker: the replacement reports a crash (at most the last second of writes "
+        "missing)",
+    ),
+    "stop_redis": (
+        "stop Redis",
+        "Redis did not stop cleanly, so no clean-stop marker: the replacement reports a crash (at most the last second "
+        "of writes missing)",
+    ),
+    "mark_clean": (
+        "write the clean-stop marker",
+        "the replacement reports a crash although the data was saved",
+    ),
+    "unmount": (
+        "unmount the data volume",
+        "the volume was detached while mounted: the replacement may report a crash",
+    ),
+    "detach_volume": (
+        "detach the data volume",
+        "the replacement waits until EC2 frees the volume at termination, a few minutes later",
+    ),
+    "announce": ("announce the drain", "nothing for the data"),
+}
 
 
 @dataclass
@@ -160,10 +231,11 @@ def spot_warning(record: EventRecord, stack: str) -> Notice | None:
         subject=instance_id,
         title=f"Spot interruption: Redis host {instance_id} goes away {when}",
         happened=f"AWS will {action} the Spot instance `{instance_id}` at {reclaimed_at:%H:%M:%S} UTC ({when}).",
-        next_step=f"Redis keeps its writes on the data volume ({DURABILITY}); the Auto Scaling group launches a "
-        "replacement that re-attaches the same volume and re-registers `redis` in Cloud Map.",
-        todo="Nothing. Expect Redis to be unreachable for a few minutes. If no 'Redis Dataset Restored' message "
-        "follows within 15 minutes, look at the Auto Scaling group's activity.",
+        next_step=f"{DRAIN[0].upper()}{DRAIN[1:]}. The replacement re-attaches the same volume and re-registers "
+        f"`redis` in Cloud Map; {READY_FOLLOWS}.",
+        todo="Nothing. Expect Redis to be unreachable for a few minutes: the host's 'handed over' message "
+        f"({HOST_DRAINED.detail_type}), then the replacement's 'Redis is back' ({HOST_READY.detail_type}). If no "
+        f"{READY} message follows within 15 minutes, look at the Auto Scaling group's activity.",
         emoji=":warning:",
         facts=(("Instance", f"`{instance_id}`"), ("Time left", _duration(left) if left > 0 else "none")),
     )
@@ -178,8 +250,9 @@ def rebalance(record: EventRecord, stack: str) -> Notice | None:
         subject=instance_id,
         title=f"Spot rebalance recommendation for Redis host {instance_id}",
         happened=f"AWS says the Spot instance `{instance_id}` is at higher risk of interruption.",
-        next_step="The host keeps running. If AWS then reclaims it, a 2-minute warning follows; the data stays on "
-        f"the data volume ({DURABILITY}).",
+        next_step="The host keeps running: a recommendation does not replace it (it is the only host that can hold "
+        "the data volume). If AWS then reclaims it, a 2-minute warning follows, and "
+        f"{DRAIN}; {READY_FOLLOWS}.",
         todo="Nothing.",
         facts=(("Instance", f"`{instance_id}`"),),
     )
@@ -210,7 +283,7 @@ def state_change(record: EventRecord, stack: str) -> Notice | None:
             title=f"Redis host {instance_id} is running",
             happened=f"The instance `{instance_id}` is running (a new host, or the start of working hours).",
             next_step="It attaches the data volume, configures Redis and registers `redis` in Cloud Map, then says "
-            "whether the data was restored or is empty.",
+            f"{READY} with what it found: all the data, the data after a crash, or nothing.",
             todo="Nothing.",
             emoji=":large_green_circle:",
             facts=(("Instance", f"`{instance_id}`"), ("State", state)),
@@ -223,9 +296,11 @@ def state_change(record: EventRecord, stack: str) -> Notice | None:
             subject=instance_id,
             title=f"Redis host {instance_id} was reclaimed by a Spot interruption",
             happened=f"The instance `{instance_id}` is {state} after a Spot interruption.",
-            next_step="The Auto Scaling group launches a replacement, which re-attaches the data volume "
-            f"({DURABILITY}).",
-            todo="Nothing, unless no 'Redis host ... is running' message follows within 15 minutes.",
+            next_step="Within the notice, the host's watcher drained it: it left the Auto Scaling group (the "
+            "replacement started at once), saved the data, stopped Redis and detached the data volume; its 'handed "
+            f"over' message says how that went. The replacement re-attaches the volume, and {READY_FOLLOWS}.",
+            todo=f"Nothing, unless no {READY} message follows within 15 minutes: then look at the Auto Scaling "
+            "group's activity.",
             emoji=":red_circle:",
             facts=(("Instance", f"`{instance_id}`"), ("State", state), ("Cause", "Spot interruption")),
         )
@@ -323,42 +398,139 @@ def _stack_event(record: EventRecord, stack: str) -> str | None:
     return instance_id
 
 
-def dataset_restored(record: EventRecord, stack: str) -> Notice | None:
-    age = optional_int(record, "data-age-seconds")
+def _at(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _boot_fact(boot_seconds: float | None, steps: dict[str, float]) -> str:
+    longest = max(((seconds, name) for name, seconds in steps.items() if name != "total"), default=None)
+    total = _duration(boot_seconds) if boot_seconds is not None else "unknown"
+    return f"{total} (longest step: {longest[1]}, {_duration(longest[0])})" if longest else total
+
+
+def host_ready(record: EventRecord, stack: str) -> Notice | None:
+    """The host agent's boot is done: Redis serves, and ``dataset`` says what the data volume held."""
+    dataset = detail_dataset(record)
+    saved_at = optional_time(record, "saved-at")
+    stopped_by = optional_str(record, "marker-instance-id")
+    boot_seconds = optional_seconds(record, "boot-seconds")
+    steps = detail_step_seconds(record, "steps") if record.detail.get("steps") is not None else {}
     instance_id = _stack_event(record, stack)
     if instance_id is None:
         return None
-    age_text = f" (newest data {_duration(age)} old)" if age is not None else ""
-    return Notice(
-        kind="dataset-restored",
-        subject=instance_id,
-        title=f"Redis is back on {instance_id} with its data",
-        happened=f"Redis on `{instance_id}` is serving the dataset restored from the data volume{age_text}.",
-        next_step="If the data is older than the warm-up threshold, the warm-up batch runs to refresh the cache.",
-        todo="Nothing.",
-        emoji=":white_check_mark:",
-        facts=(("Instance", f"`{instance_id}`"), ("Data age", _duration(age) if age is not None else "unknown")),
+    facts = [("Instance", f"`{instance_id}`"), ("Data", str(dataset))]
+    if dataset is Dataset.COMPLETE:
+        who = f"`{stopped_by}`" if stopped_by else "the previous host"
+        when = f" (last save at {_at(saved_at)})" if saved_at else ""
+        facts += [("Last save", _at(saved_at) if saved_at else "unknown"), ("Stopped cleanly", who)]
+        notice = dict(
+            title=f"Redis is back on {instance_id} with all its data",
+            happened=f"Redis on `{instance_id}` serves the data volume exactly as {who} left it when it stopped "
+            f"cleanly{when}: nothing was lost.",
+            next_step="Nothing: no warm-up, the cache is as it was.",
+            todo="Nothing.",
+            emoji=":white_check_mark:",
+        )
+    elif dataset is Dataset.CRASH:
+        notice = dict(
+            title=f"Redis on {instance_id} restarted after a crash",
+            happened=f"Redis on `{instance_id}` serves the data volume, but the host before it did not stop cleanly "
+            "(no clean-stop marker that matches the data): at most the last second of writes before the crash may "
+            "be missing (the append-only file is fsynced every second). Everything older is there.",
+            next_step="No warm-up: the data is there.",
+            todo="Nothing, unless the application cannot lose that last second. After a Spot interruption, the "
+            f"interrupted host's message ({HOST_DRAINED.detail_type}) says which drain step failed.",
+            emoji=":warning:",
+        )
+    else:
+        warmup = "starts" if dataset in WARMUP_DATASETS else "does not start by itself"
+        notice = dict(
+            title=f"Redis on {instance_id} started EMPTY: data lost",
+            happened=f"Redis on `{instance_id}` found no data on the data volume (a new or replaced volume): "
+            "everything Redis held before is gone.",
+            next_step=f"The warm-up batch {warmup} to rebuild the cache (within working hours; outside them nothing "
+            "starts until someone runs it).",
+            todo="Expect cache misses until the warm-up finishes; sessions are gone, so users must log in again.",
+            emoji=":rotating_light:",
+        )
+    facts.append(("Boot took", _boot_fact(boot_seconds, steps)))
+    return Notice(kind="host-ready", subject=instance_id, facts=tuple(facts), **notice)
+
+
+def host_drained(record: EventRecord, stack: str) -> Notice | None:
+    """The interrupted host's watcher drained it (spot_redis/agent/drain.py): what it saved, what failed."""
+    notice_time = detail_time(record, "notice-time")
+    detail_step_seconds(record, "steps")
+    failed = detail_names(record, "failed-steps")
+    keys = optional_int(record, "keys")
+    saved_at = optional_time(record, "saved-at")
+    drain_seconds = optional_seconds(record, "drain-seconds")
+    volume = optional_str(record, "volume-id")
+    instance_id = _stack_event(record, stack)
+    if instance_id is None:
+        return None
+    volume_text = f"`{volume}`" if volume else "the data volume"
+    took = f" in {_duration(drain_seconds)}" if drain_seconds is not None else ""
+    saved = (
+        f"saved {keys if keys is not None else 'its'} keys" + (f" (save at {_at(saved_at)})" if saved_at else "")
+        if "save" not in failed
+        else "could not save"
     )
-
-
-def dataset_empty(record: EventRecord, stack: str) -> Notice | None:
-    instance_id = _stack_event(record, stack)
-    if instance_id is None:
-        return None
+    facts = (
+        ("Instance", f"`{instance_id}`"),
+        ("Notice", _at(notice_time)),
+        ("Keys saved", str(keys) if keys is not None else "unknown"),
+        ("Saved at", _at(saved_at) if saved_at else "unknown"),
+        ("Drain took", _duration(drain_seconds) if drain_seconds is not None else "unknown"),
+        ("Volume", volume_text),
+        ("Failed steps", ", ".join(failed) if failed else "none"),
+    )
+    if not failed:
+        return Notice(
+            kind="drained",
+            subject=instance_id,
+            title=f"Redis host {instance_id} handed over cleanly before its Spot interruption",
+            happened=f"After the Spot interruption notice ({_at(notice_time)}), `{instance_id}` left its Auto Scaling "
+            f"group, {saved}, stopped Redis and detached {volume_text}{took}: nothing was lost.",
+            next_step=f"The replacement is already starting; it attaches the volume, and {READY_FOLLOWS} "
+            "(all the data).",
+            todo="Nothing.",
+            emoji=":arrows_counterclockwise:",
+            facts=facts,
+        )
+    meanings = []
+    for name in failed:
+        what, meaning = DRAIN_STEPS.get(name, (name, "see the host agent's log"))
+        meanings.append(f"could not {what} ({name}): {meaning}")
     return Notice(
-        kind="dataset-empty",
+        kind="drained",
         subject=instance_id,
-        title=f"Redis on {instance_id} started EMPTY: data lost",
-        happened=f"Redis on `{instance_id}` started with an empty dataset (new or unusable data volume).",
-        next_step="The warm-up batch starts to rebuild the cache (only during working hours).",
-        todo="Expect cache misses until the warm-up finishes; sessions are gone, so users must log in again.",
+        title=f"Redis host {instance_id} drained with {len(failed)} failed step{'s' if len(failed) != 1 else ''}",
+        happened=f"After the Spot interruption notice ({_at(notice_time)}), `{instance_id}` drained{took} and "
+        f"{saved}, but " + "; ".join(meanings) + ".",
+        next_step=f"The replacement attaches {volume_text} as soon as it is free, and {READY_FOLLOWS}.",
+        todo=f"Read the replacement's {READY} message: it says what was lost, if anything. If drains keep "
+        "failing at the same step, check the host role's permissions and the host agent.",
         emoji=":warning:",
-        facts=(("Instance", f"`{instance_id}`"),),
+        facts=facts,
     )
+
+
+def rebalance_seen(record: EventRecord, stack: str) -> Notice | None:
+    """No message: AWS's own "EC2 Instance Rebalance Recommendation" event already makes one (:func:`rebalance`)."""
+    noticed_at = detail_time(record, "noticed-at")
+    instance_id = _stack_event(record, stack)
+    if instance_id is not None:
+        logger.info(
+            "the host saw a rebalance recommendation: no message, AWS's own rebalance event makes one",
+            extra={"instance_id": instance_id, "noticed_at": noticed_at.isoformat()},
+        )
+    return None
 
 
 def warmup_started(record: EventRecord, stack: str) -> Notice | None:
     task = optional_str(record, "task-arn")
+    dataset = optional_str(record, "dataset")
     instance_id = _stack_event(record, stack)
     if instance_id is None:
         return None
@@ -367,7 +539,8 @@ def warmup_started(record: EventRecord, stack: str) -> Notice | None:
         subject=instance_id,
         title=f"Cache warm-up started for Redis on {instance_id}",
         happened=f"The warm-up batch is running for Redis on `{instance_id}`"
-        + (f" (task `{arn_resource_id(task)}`)." if task else "."),
+        + (f" (task `{arn_resource_id(task)}`)" if task else "")
+        + (f", which started with dataset {dataset}." if dataset else "."),
         next_step="A 'warm-up finished' message follows when the task stops.",
         todo="Nothing.",
         emoji=":hourglass_flowing_sand:",
@@ -413,21 +586,29 @@ def warmup_finished(record: EventRecord, stack: str) -> Notice | None:
 
 
 def bootstrap_failed(record: EventRecord, stack: str) -> Notice | None:
-    """infra/host/bootstrap.sh failed: the instance runs, but Redis may not."""
+    """The host's boot failed (the host agent's `boot`, or the user-data shim before it): the instance runs, but
+    Redis may not."""
     step = detail_str(record, "step")
+    reason = optional_str(record, "reason")
     instance_id = _stack_event(record, stack)
     if instance_id is None:
         return None
+    facts = [("Instance", f"`{instance_id}`"), ("Step", step)]
+    if reason:
+        facts.append(("Reason", reason if len(reason) <= 500 else reason[:500] + "…"))
     return Notice(
         kind="bootstrap-failed",
         subject=instance_id,
         title=f"Redis host {instance_id} FAILED to set itself up",
-        happened=f"The boot of `{instance_id}` stopped at step '{step}': Redis may be down or not registered.",
-        next_step="Nothing retries by itself; the instance keeps running until the end of working hours.",
-        todo="Read /var/log/spot-redis-bootstrap.log on the host (SSM Session Manager), fix, and terminate the "
+        happened=f"The boot of `{instance_id}` stopped at step '{step}'"
+        + (f": {reason}" if reason else "")
+        + ". Redis may be down or not registered.",
+        next_step="Nothing retries by itself (unless the reason says the host marked itself Unhealthy: then its "
+        "Auto Scaling group replaces it); otherwise the instance keeps running until the end of working hours.",
+        todo="Read /var/log/spot-redis-boot.log on the host (SSM Session Manager), fix, and terminate the "
         "instance: the Auto Scaling group starts a new one.",
         emoji=":rotating_light:",
-        facts=(("Instance", f"`{instance_id}`"), ("Step", step)),
+        facts=tuple(facts),
     )
 
 
@@ -484,11 +665,12 @@ ROUTES: dict[tuple[str, str], Callable[[EventRecord, str], Notice | None]] = {
     ("aws.autoscaling", "EC2 Instance Launch Unsuccessful"): launch_failure,
     ("aws.ec2", "EBS Snapshot Notification"): snapshot_failure,
     ("aws.dlm", "DLM Policy State Change"): dlm_error,
-    ("spot-redis", "Redis Dataset Restored"): dataset_restored,
-    ("spot-redis", "Redis Dataset Empty"): dataset_empty,
-    ("spot-redis", "Redis Warm-up Started"): warmup_started,
-    ("spot-redis", "Redis Warm-up Finished"): warmup_finished,
-    ("spot-redis", "Redis Host Bootstrap Failed"): bootstrap_failed,
+    (SOURCE, HOST_READY.detail_type): host_ready,
+    (SOURCE, HOST_DRAINED.detail_type): host_drained,
+    (SOURCE, REBALANCE_SEEN.detail_type): rebalance_seen,  # deliberately silent
+    (SOURCE, BOOTSTRAP_FAILED.detail_type): bootstrap_failed,
+    (SOURCE, WARMUP_STARTED.detail_type): warmup_started,
+    (SOURCE, WARMUP_FINISHED.detail_type): warmup_finished,
     ("aws.cloudwatch", "CloudWatch Alarm State Change"): failed_events_waiting,
 }
 
@@ -639,6 +821,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         route = ROUTES.get((record.source, record.detail_type))
         if route is None:
             raise MalformedEventError(f"unknown event: source {record.source!r}, detail-type {record.detail_type!r}")
+        check_contract(record)
         stack = require_env("STACK_NAME")
         notice = route(record, stack)
     except MalformedEventError as error:

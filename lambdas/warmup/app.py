@@ -1,11 +1,13 @@
-"""Warm-up Lambda: re-run the cache warm-up batch when a Spot Redis host came up without (fresh) data.
+"""Warm-up Lambda: re-run the cache warm-up batch when a Spot Redis host came up without its data.
 
-Events (EventBridge):
-- `Redis Dataset Empty` (source spot-redis), and `Redis Dataset Restored` whose `data-age-seconds` is above
-  RESTORED_MAX_AGE_SECONDS: for an instance of this stack, inside WORK_HOURS, run the warm-up task once per host boot
-  (Fargate Spot, the given subnets and security groups, no public IP), then emit `Redis Warm-up Started`.
-- `ECS Task State Change` (source aws.ecs) of a stopped warm-up task in this stack's cluster: emit
-  `Redis Warm-up Finished` with the result, once per task.
+Events (EventBridge; the custom events' source, detail-types and keys are spot_redis/events.py's, packaged into the
+zip):
+- HOST_READY ("Redis Host Ready") whose `dataset` is one of WARMUP_DATASETS (`empty`: the data is lost): for an
+  instance of this stack, inside WORK_HOURS, run the warm-up task once per host boot (Fargate Spot, the given subnets
+  and security groups, no public IP), then emit WARMUP_STARTED with the `trigger` and the `dataset`. `complete`
+  (nothing lost) and `crash` (at most the last second of writes lost) start nothing: the data is there.
+- `ECS Task State Change` (source aws.ecs) of a stopped warm-up task in this stack's cluster: emit WARMUP_FINISHED
+  with the result, once per task.
 
 An event this function cannot use is logged as an error with its id and the function returns normally: a retry would
 not help. AWS errors (DynamoDB, ECS, EventBridge unreachable) do raise, so that Lambda retries the event.
@@ -16,7 +18,6 @@ Packaged with lambdas/common as the `common` package; the handler is `app.handle
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import uuid
@@ -34,17 +35,25 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from botocore.exceptions import ClientError
+from common.events import MalformedEventError, contract_keys, dataset_value
 from common.ownership import STACK_TAG
 from warmup_hours import WorkHours, parse_work_hours
 
-SOURCE = "spot-redis"
-DATASET_EMPTY = "Redis Dataset Empty"
-DATASET_RESTORED = "Redis Dataset Restored"
-WARMUP_STARTED = "Redis Warm-up Started"
-WARMUP_FINISHED = "Redis Warm-up Finished"
+from spot_redis.events import (
+    HOST_READY,
+    SOURCE,
+    WARMUP_DATASETS,
+    WARMUP_FINISHED,
+    WARMUP_STARTED,
+    Dataset,
+    EventKind,
+    entry,
+)
+
 ECS_SOURCE = "aws.ecs"
 ECS_TASK_STATE_CHANGE = "ECS Task State Change"
-DEFAULT_RESTORED_MAX_AGE_SECONDS = 6 * 3600
+# The detail keys this function reads from HOST_READY, checked against the contract when the module loads.
+INSTANCE_ID_KEY, STACK_KEY, DATASET_KEY = contract_keys(HOST_READY, "instance-id", "stack", "dataset")
 # One host boot is one instance id (never reused): remember it well past any redelivery of its events.
 BOOT_MEMORY_SECONDS = 2 * 24 * 3600
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
@@ -69,7 +78,6 @@ class Settings:
     subnets: tuple[str, ...]
     security_groups: tuple[str, ...]
     work_hours: WorkHours | None  # None: always on
-    restored_max_age_seconds: int
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -89,9 +97,6 @@ class Settings:
             hours = parse_work_hours(environ.get("WORK_HOURS"))
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        max_age = environ.get("RESTORED_MAX_AGE_SECONDS", "").strip() or str(DEFAULT_RESTORED_MAX_AGE_SECONDS)
-        if not max_age.isdigit():
-            raise ConfigError(f"RESTORED_MAX_AGE_SECONDS must be a whole number of seconds, got {max_age!r}")
         return cls(
             stack=required("STACK_NAME"),
             table=required("IDEMPOTENCY_TABLE"),
@@ -100,7 +105,6 @@ class Settings:
             subnets=listed("SUBNET_IDS"),
             security_groups=listed("SECURITY_GROUP_IDS"),
             work_hours=hours,
-            restored_max_age_seconds=int(max_age),
         )
 
     @property
@@ -136,6 +140,12 @@ CLOCK: Callable[[], datetime.datetime] = utc_now
 ENVIRON: Mapping[str, str] = os.environ
 
 _warmup: Warmup | None = None
+
+# What this function handles, by (source, detail-type): infra/alerting.py's rules route nothing else here.
+ROUTES = {
+    (SOURCE, HOST_READY.detail_type): "_on_host_ready",
+    (ECS_SOURCE, ECS_TASK_STATE_CHANGE): "_on_task_state",
+}
 
 
 def reset() -> None:
@@ -196,45 +206,42 @@ class Warmup:
         try:
             event = _eventbridge_event(raw)
             logger.append_keys(detail_type=event.detail_type, source=event.source)
-            if event.source == SOURCE and event.detail_type in (DATASET_EMPTY, DATASET_RESTORED):
-                return self._on_dataset(event)
-            if event.source == ECS_SOURCE and event.detail_type == ECS_TASK_STATE_CHANGE:
-                return self._on_task_state(event)
-            raise BadEventError(f"unexpected event: source {event.source!r}, detail-type {event.detail_type!r}")
-        except BadEventError as error:
+            route = ROUTES.get((event.source, event.detail_type))
+            if route is None:
+                raise BadEventError(f"unexpected event: source {event.source!r}, detail-type {event.detail_type!r}")
+            return getattr(self, route)(event)
+        except (BadEventError, MalformedEventError) as error:
             logger.error(f"event {event_id} ignored: {error}")
             return {"action": "ignored", "reason": str(error)}
 
-    # --- dataset events: start the warm-up task -----------------------------------------------------------------
+    # --- the host is ready: start the warm-up task if its data is lost ------------------------------------------
 
-    def _on_dataset(self, event: EventBridgeEvent) -> dict[str, Any]:
+    def _on_host_ready(self, event: EventBridgeEvent) -> dict[str, Any]:
         detail = event.detail
-        instance_id = _instance_id(detail.get("instance-id"), "detail.instance-id")
-        stack = _text(detail.get("stack"), "detail.stack")
-        logger.append_keys(instance_id=instance_id)
-        age = None
-        if event.detail_type == DATASET_RESTORED:
-            age = detail.get("data-age-seconds")
-            if type(age) is not int or age < 0:
-                raise BadEventError(f"detail.data-age-seconds must be a whole number of seconds, got {age!r}")
+        instance_id = _instance_id(detail.get(INSTANCE_ID_KEY), f"detail.{INSTANCE_ID_KEY}")
+        stack = _text(detail.get(STACK_KEY), f"detail.{STACK_KEY}")
+        dataset = dataset_value(detail.get(DATASET_KEY), f"detail.{DATASET_KEY}")
+        logger.append_keys(instance_id=instance_id, dataset=str(dataset))
         if stack != self.settings.stack:
             return self._skip(f"event is about stack {stack!r}, this function serves {self.settings.stack!r}")
+        if dataset not in WARMUP_DATASETS:
+            lost = "nothing was lost" if dataset is Dataset.COMPLETE else "at most the last second of writes was lost"
+            return self._skip(f"{instance_id} came up with dataset {dataset} ({lost}): no warm-up")
         if not self._is_ours(instance_id):
             return self._skip(f"instance {instance_id} is not tagged {STACK_TAG}={self.settings.stack}")
-        if age is not None and age <= self.settings.restored_max_age_seconds:
-            return self._skip(
-                f"restored data is {age} s old, not older than {self.settings.restored_max_age_seconds} s: "
-                "no warm-up needed"
-            )
         hours = self.settings.work_hours
         now = self.clock()
         if hours is not None and not hours.contains(now):
             return self._skip(f"warm-up not started for {instance_id}: {hours.why_outside(now)}")
 
         invocation = str(uuid.uuid4())
-        boot = {"instance-id": instance_id, "stack": stack, "trigger": event.detail_type, "invocation": invocation}
-        if age is not None:
-            boot["data-age-seconds"] = age
+        boot = {
+            "instance-id": instance_id,
+            "stack": stack,
+            "trigger": event.detail_type,
+            "dataset": str(dataset),
+            "invocation": invocation,
+        }
         try:
             result = self._start_once(boot=boot)
         except IdempotencyAlreadyInProgressError:
@@ -276,9 +283,13 @@ class Warmup:
             raise RuntimeError(f"RunTask started no task for {instance_id}: {response.get('failures')}")
         task_arn = tasks[0]["taskArn"]
         logger.info(f"warm-up task {task_arn} started for {instance_id} ({boot['trigger']})", task_arn=task_arn)
-        detail = {"instance-id": instance_id, "stack": boot["stack"], "task-arn": task_arn, "trigger": boot["trigger"]}
-        if "data-age-seconds" in boot:
-            detail["data-age-seconds"] = boot["data-age-seconds"]
+        detail = {
+            "instance-id": instance_id,
+            "stack": boot["stack"],
+            "task-arn": task_arn,
+            "trigger": boot["trigger"],
+            "dataset": boot["dataset"],
+        }
         # The task runs: a failure to announce it is logged, never raised (a retry must not start a second task).
         self._put_event(WARMUP_STARTED, detail, raise_on_failure=False)
         return {"task-arn": task_arn, "invocation": boot["invocation"]}
@@ -308,6 +319,8 @@ class Warmup:
             raise BadEventError(f"detail.containers[].exitCode must be whole numbers, got {codes!r}")
         succeeded = bool(codes) and all(code == 0 for code in codes)
         exit_code = 0 if succeeded else next((code for code in codes if code), None)
+        # ECS's stopCode (e.g. SpotInterruption) is logged, not sent: WARMUP_FINISHED's contract has no such key.
+        logger.append_keys(stop_code=str(detail.get("stopCode") or ""))
         task = {
             "task-arn": task_arn,
             "instance-id": started_by,
@@ -315,7 +328,6 @@ class Warmup:
             "result": "succeeded" if succeeded else "failed",
             "exit-code": exit_code,
             "stopped-reason": str(detail.get("stoppedReason") or ""),
-            "stop-code": str(detail.get("stopCode") or ""),
         }
         try:
             self._finish_once(task=task)
@@ -345,10 +357,11 @@ class Warmup:
         tags = [tag for r in reservations for i in r.get("Instances", []) for tag in i.get("Tags", [])]
         return any(tag.get("Key") == STACK_TAG and tag.get("Value") == self.settings.stack for tag in tags)
 
-    def _put_event(self, detail_type: str, detail: dict[str, Any], *, raise_on_failure: bool) -> None:
-        entry = {"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail)}
+    def _put_event(self, kind: EventKind, detail: dict[str, Any], *, raise_on_failure: bool) -> None:
+        """Put one event of ``kind``, shaped (and checked) by spot_redis.events.entry."""
+        detail_type = kind.detail_type
         try:
-            response = self.clients.events.put_events(Entries=[entry])
+            response = self.clients.events.put_events(Entries=[entry(kind, detail)])
             failed = response.get("FailedEntryCount", 0)
             problem = f"EventBridge refused {detail_type}: {response.get('Entries')}" if failed else None
         except ClientError as error:

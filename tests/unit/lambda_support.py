@@ -4,7 +4,8 @@
   that ``from common... import`` works as in the deployment package.
 - :func:`aws` (context manager): moto with fake credentials and region, and the stack's environment variables.
 - :class:`SlackStandIn` (context manager): a local HTTP server answering a script of 200/404/500/"hang".
-- :func:`load_event` reads a sample from tests/unit/events; :class:`FakeContext` is a Lambda context.
+- :func:`load_event` reads a sample from tests/unit/events; :func:`custom_event` builds one of the custom events of
+  spot_redis.events; :class:`FakeContext` is a Lambda context.
 - :func:`capture_logs` points a Powertools logger at a buffer (it writes JSON lines to the stdout it saw at creation).
 """
 
@@ -25,6 +26,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 from unittest import mock
+
+from spot_redis.events import SOURCE, EventKind
 
 REPO = Path(__file__).resolve().parents[2]
 LAMBDAS = REPO / "lambdas"
@@ -70,13 +73,20 @@ def load_event(name: str, **overrides: Any) -> dict[str, Any]:
     return event
 
 
-def custom_event(detail_type: str, detail: dict[str, Any], event_id: str = "c0ffee00-0000-0000-0000-000000000001"):
-    """A custom ``spot-redis`` event as the host or the warmup function sends it."""
+def custom_event(
+    kind: EventKind | str, detail: dict[str, Any], event_id: str = "c0ffee00-0000-0000-0000-000000000001"
+) -> dict[str, Any]:
+    """A custom event (source spot_redis.events.SOURCE) of ``kind`` (or of a detail-type outside the contract), as
+    EventBridge delivers what the host or the warmup function sends; ``detail`` is not checked against the contract
+    (the tests of malformed events need that), but its keys must be the kind's: a test cannot misspell one."""
+    if isinstance(kind, EventKind):
+        unknown = set(detail) - set(kind.keys)
+        assert not unknown, f"{kind.detail_type} has no detail keys {unknown} in spot_redis.events"
     return {
         "version": "0",
         "id": event_id,
-        "detail-type": detail_type,
-        "source": "spot-redis",
+        "detail-type": kind.detail_type if isinstance(kind, EventKind) else kind,
+        "source": SOURCE,
         "account": ACCOUNT,
         "time": "2026-11-20T05:20:00Z",
         "region": REGION,

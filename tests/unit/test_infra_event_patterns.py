@@ -19,12 +19,7 @@ import pytest
 from moto import mock_aws
 
 from infra.event_patterns import (
-    CUSTOM_SOURCE,
-    DATASET_EMPTY,
-    DATASET_RESTORED,
     NOTIFIED_INSTANCE_STATES,
-    WARMUP_FINISHED,
-    WARMUP_STARTED,
     alarm_raised,
     dataset_events,
     dlm_policy_errors,
@@ -36,6 +31,7 @@ from infra.event_patterns import (
     task_definition_prefix,
     warmup_task_stopped,
 )
+from spot_redis.events import ALL_EVENTS, HOST_DRAINED, HOST_READY, SOURCE, WARMUP_FINISHED, Dataset
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED_EVENTS = Path(__file__).resolve().parent / "events"
@@ -81,13 +77,17 @@ def without_detail(event: dict, key: str) -> dict:
     return {**event, "detail": {k: v for k, v in event["detail"].items() if k != key}}
 
 
-def custom_event(detail_type: str, stack: str = STACK) -> dict:
+def custom_event(detail_type: str, stack: str = STACK, **detail) -> dict:
     return {
-        "source": CUSTOM_SOURCE,
+        "source": SOURCE,
         "detail-type": detail_type,
         "resources": [],
-        "detail": {"instance-id": INSTANCE_ID, "stack": stack},
+        "detail": {"instance-id": INSTANCE_ID, "stack": stack, **detail},
     }
+
+
+def host_ready(dataset: str | None, stack: str = STACK) -> dict:
+    return custom_event(HOST_READY.detail_type, stack, **({} if dataset is None else {"dataset": dataset}))
 
 
 def task_definition_arn(family: str, account: str = ACCOUNT) -> str:
@@ -243,12 +243,13 @@ MATCHES = [
     ),
     *(
         pytest.param(stack_events(STACK), custom_event(detail_type), id=f"stack-{detail_type}")
-        for detail_type in (DATASET_EMPTY, DATASET_RESTORED, WARMUP_STARTED, WARMUP_FINISHED, "Redis Anything New")
+        for detail_type in (*(kind.detail_type for kind in ALL_EVENTS), "Redis Anything New")
     ),
     *(
-        pytest.param(dataset_events(STACK), custom_event(detail_type), id=f"dataset-{detail_type}")
-        for detail_type in (DATASET_EMPTY, DATASET_RESTORED)
+        pytest.param(stack_events(STACK), host_ready(dataset), id=f"stack-ready-{dataset}")
+        for dataset in ("complete", "crash", "empty")
     ),
+    pytest.param(dataset_events(STACK), host_ready("empty"), id="dataset-empty"),
     pytest.param(warmup_task_stopped(CLUSTER_ARN, WARMUP_FAMILY), WARMUP_TASK_STOPPED, id="warmup-task-stopped"),
     pytest.param(alarm_raised(ALARM_ARN), ALARM_RAISED, id="failed-events-alarm"),
     pytest.param(
@@ -271,7 +272,7 @@ NEAR_MISSES = [
     pytest.param(spot_warnings(), STATE_CHANGE, id="spot-warning-other-detail-type"),
     pytest.param(instance_state_changes(), with_detail(STATE_CHANGE, state="pending"), id="state-pending"),
     pytest.param(instance_state_changes(), SPOT_WARNING, id="state-other-detail-type"),
-    pytest.param(instance_state_changes(), replaced(STATE_CHANGE, "source", CUSTOM_SOURCE), id="state-other-source"),
+    pytest.param(instance_state_changes(), replaced(STATE_CHANGE, "source", SOURCE), id="state-other-source"),
     pytest.param(
         launch_failures(ASG_NAME),
         with_detail(LAUNCH_FAILURE, AutoScalingGroupName="spot-redis-production"),
@@ -295,18 +296,25 @@ NEAR_MISSES = [
         id="dlm-other-policy",
     ),
     pytest.param(dlm_policy_errors(POLICY_ARN), replaced(DLM_ERROR, "source", "aws.ec2"), id="dlm-other-source"),
-    pytest.param(stack_events(STACK), custom_event(DATASET_EMPTY, stack="production"), id="stack-other-stack"),
-    pytest.param(stack_events(STACK), without_detail(custom_event(DATASET_EMPTY), "stack"), id="stack-missing"),
-    pytest.param(
-        stack_events(STACK), replaced(custom_event(DATASET_EMPTY), "source", "aws.ec2"), id="stack-aws-source"
-    ),
+    pytest.param(stack_events(STACK), host_ready("empty", stack="production"), id="stack-other-stack"),
+    pytest.param(stack_events(STACK), without_detail(host_ready("empty"), "stack"), id="stack-missing"),
+    pytest.param(stack_events(STACK), replaced(host_ready("empty"), "source", "aws.ec2"), id="stack-aws-source"),
     pytest.param(
         stack_events(STACK),
-        replaced(custom_event(DATASET_EMPTY), "source", "spot-redis.fake"),
+        replaced(host_ready("empty"), "source", f"{SOURCE}.fake"),
         id="stack-other-custom-source",
     ),
-    pytest.param(dataset_events(STACK), custom_event(WARMUP_FINISHED), id="dataset-warmup-finished"),
-    pytest.param(dataset_events(STACK), custom_event(DATASET_RESTORED, stack="production"), id="dataset-other-stack"),
+    # The host is off every night: a morning boot with its data complete (or after a crash) must not warm up.
+    pytest.param(dataset_events(STACK), host_ready("complete"), id="dataset-complete"),
+    pytest.param(dataset_events(STACK), host_ready("crash"), id="dataset-crash"),
+    pytest.param(dataset_events(STACK), host_ready(None), id="dataset-missing"),
+    pytest.param(dataset_events(STACK), host_ready("EMPTY"), id="dataset-upper-case"),
+    pytest.param(dataset_events(STACK), host_ready("empty", stack="production"), id="dataset-other-stack"),
+    pytest.param(
+        dataset_events(STACK), custom_event(HOST_DRAINED.detail_type, dataset="empty"), id="dataset-host-drained"
+    ),
+    pytest.param(dataset_events(STACK), custom_event(WARMUP_FINISHED.detail_type), id="dataset-warmup-finished"),
+    pytest.param(dataset_events(STACK), custom_event("Redis Dataset Empty"), id="dataset-the-old-empty-event"),
     pytest.param(
         warmup_task_stopped(CLUSTER_ARN, WARMUP_FAMILY),
         with_detail(WARMUP_TASK_STOPPED, clusterArn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/other"),
@@ -342,7 +350,7 @@ NEAR_MISSES = [
         replaced(ALARM_RAISED, "resources", [ALARM_ARN.replace("staging", "production")]),
         id="alarm-of-another-stack",
     ),
-    pytest.param(alarm_raised(ALARM_ARN), replaced(ALARM_RAISED, "source", "spot-redis"), id="alarm-other-source"),
+    pytest.param(alarm_raised(ALARM_ARN), replaced(ALARM_RAISED, "source", SOURCE), id="alarm-other-source"),
 ]
 
 
@@ -388,3 +396,12 @@ def test_task_definition_prefix_follows_the_cluster(cluster_arn, prefix):
 def test_invalid_argument_is_rejected(build, args):
     with pytest.raises(ValueError, match=r"ARN|family|empty"):
         build(*args)
+
+
+def test_the_warmup_pattern_is_the_contracts():
+    """The warmup rule lets through HOST_READY with a dataset of WARMUP_DATASETS only (the Lambda checks again)."""
+    pattern = dataset_events(STACK)
+    assert pattern["source"] == [SOURCE]
+    assert pattern["detail-type"] == [HOST_READY.detail_type]
+    assert pattern["detail"]["dataset"] == [Dataset.EMPTY.value]
+    assert "dataset" in HOST_READY.required

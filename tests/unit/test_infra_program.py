@@ -132,8 +132,9 @@ def test_user_data_bootstraps_the_host_with_the_stacks_settings(run):
         "10.99.0.0/24",
     ):
         assert setting in script, setting
-    for step in ("attach-volume", "ansible-playbook", "register-instance", "put-events"):
-        assert step in script, step
+    # A shim that hands over to the host agent, which does the rest (tests/unit/test_agent_boot.py).
+    assert "python3 -m spot_redis.agent boot" in script
+    assert len(script.splitlines()) < 80
 
 
 def test_user_data_is_compressed_well_below_ec2s_limit(run):
@@ -156,7 +157,8 @@ def test_auto_scaling_group_is_one_spot_host_in_the_one_subnet(run):
     assert (group["minSize"], group["maxSize"]) == (0, 1)
     assert group["desiredCapacity"] == 0, "created outside working hours: no host until the scheduled start"
     assert group["vpcZoneIdentifiers"] == ["subnet-0a1b2c3d4e5f60718"]
-    assert group["capacityRebalance"] is True
+    # A rebalance recommendation must not replace the only host that can hold the data volume.
+    assert group["capacityRebalance"] is False
     policy = group["mixedInstancesPolicy"]
     distribution = policy["instancesDistribution"]
     assert distribution["onDemandBaseCapacity"] == 0
@@ -337,6 +339,10 @@ def test_patterns_are_narrowed_to_this_stack(run):
     assert patterns["launch-failures"]["detail"]["AutoScalingGroupName"] == ["spot-redis-example-redis"]
     assert patterns["dlm-errors"]["resources"] == [run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").outputs["arn"]]
     assert patterns["stack-events"]["detail"]["stack"] == [STACK]
+    # warmup hears of a host that came up empty only; notify hears every custom event of the stack.
+    assert patterns["dataset-events"]["detail-type"] == ["Redis Host Ready"]
+    assert patterns["dataset-events"]["detail"] == {"stack": [STACK], "dataset": ["empty"]}
+    assert "detail-type" not in patterns["stack-events"]
     assert patterns["failed-events-alarm"]["resources"] == [
         run.one("aws:cloudwatch/metricAlarm:MetricAlarm").outputs["arn"]
     ]
@@ -359,11 +365,35 @@ def test_lambdas_get_their_configuration_from_the_environment(run):
     assert variables["SUBNET_IDS"] == "subnet-0a1b2c3d4e5f60718"
     assert variables["SECURITY_GROUP_IDS"] == run.named("example-warmup").outputs["id"]
     assert variables["WORK_HOURS"] == "Mon,Tue,Wed,Thu,Fri 09:00-19:00 Asia/Tokyo"
+    assert set(variables) == {
+        "STACK_NAME",
+        "IDEMPOTENCY_TABLE",
+        "CLUSTER_ARN",
+        "TASK_DEFINITION_ARN",
+        "SUBNET_IDS",
+        "SECURITY_GROUP_IDS",
+        "WORK_HOURS",
+    }
     for function in (notify, warmup):
         assert function["handler"] == "app.handler"
         assert function["architectures"] == ["arm64"]
         assert "AWSLambdaPowertoolsPythonV3" in function["layers"][0]
         assert function["loggingConfig"]["logGroup"] == f"/aws/lambda/{function['name']}"
+
+
+def test_each_lambda_zip_holds_its_code_common_and_the_event_contract_only(run):
+    """`from spot_redis.events import ...` works in Lambda; the host agent (spot_redis/agent) is not shipped."""
+    from tests.unit.pulumi_harness import REPO_ROOT
+
+    for function in ("notify", "warmup"):
+        files = run.named(f"{function}-function").inputs["code"].assets
+        assert "app.py" in files and "common/events.py" in files
+        assert sorted(path for path in files if path.startswith("spot_redis/")) == [
+            "spot_redis/__init__.py",
+            "spot_redis/events.py",
+        ]
+        assert files["spot_redis/events.py"].path == str(REPO_ROOT / "spot_redis" / "events.py")
+        assert not any("__pycache__" in path or path.endswith(".pyc") for path in files)
 
 
 def test_idempotency_table_uses_powertools_default_key_schema_with_ttl(run):

@@ -1,28 +1,49 @@
-"""The custom events notify is sent are the ones their senders really put: lambdas/warmup (run, not paraphrased) and
-infra/host/bootstrap.sh (its Python snippets that build the entries, run as the host runs them). Each is accepted by
-lambdas/notify and makes exactly one Slack message that names the instance. And every event infra/alerting.py's rules
-send to notify has a route there."""
+"""The custom events the Lambdas get are the contract of spot_redis/events.py, and the Lambdas understand all of it.
+
+- Every kind the host agent sends (AGENT_EVENTS), built with spot_redis.events.entry with every required and optional
+  key filled, is handled by lambdas/notify: one Slack message that names the instance, or deliberate silence for
+  REBALANCE_SEEN; HOST_READY is handled by lambdas/warmup too (the batch for `empty` only).
+- What lambdas/warmup really puts (run, not paraphrased) is handled by notify.
+- Every event infra/alerting.py's rules send to a Lambda has a route there.
+- Each function's zip, as infra/alerting.py packages it, imports its handler with nothing but the zip (and what the
+  runtime and the Powertools layer provide): `spot_redis.events` comes from the zip, without the host agent.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from spot_redis.events import (
+    AGENT_EVENTS,
+    ALL_EVENTS,
+    BOOTSTRAP_FAILED,
+    HOST_DRAINED,
+    HOST_READY,
+    REBALANCE_SEEN,
+    SOURCE,
+    WARMUP_DATASETS,
+    WARMUP_FINISHED,
+    WARMUP_STARTED,
+    Dataset,
+    EventKind,
+    entry,
+)
 from tests.unit import lambda_support as support
 
 notify = support.load_lambda("notify")
-
-BOOTSTRAP = support.REPO / "infra" / "host" / "bootstrap.sh"
 
 
 def load_warmup() -> ModuleType:
@@ -41,20 +62,49 @@ def load_warmup() -> ModuleType:
 
 warmup = load_warmup()
 
+ABOUT_HOST = ("instance-id", "stack")
 
-class RecordingEvents:
-    """moto's EventBridge client, keeping every entry passed to PutEvents."""
+# Every key of every kind, filled as its sender fills it (instance-id and stack are added per test).
+FULL_DETAILS: dict[str, dict[str, Any]] = {
+    HOST_READY.detail_type: {
+        "dataset": "complete",
+        "saved-at": "2026-11-20T05:12:51Z",
+        "marker-instance-id": "i-0fedcba9876543210",
+        "boot-seconds": 95.5,
+        "steps": {"packages": 41.2, "ansible": 20.3, "volume": 3.1, "configure": 28.0, "total": 95.5},
+    },
+    HOST_DRAINED.detail_type: {
+        "notice-time": "2026-11-20T05:14:40Z",
+        "steps": {"leave_group": 0.4, "deregister": 0.3, "save": 1.2, "stop_redis": 0.8, "detach_volume": 25.0},
+        "failed-steps": ["detach_volume"],
+        "keys": 12345,
+        "saved-at": "2026-11-20T05:12:51Z",
+        "drain-seconds": 27.9,
+        "volume-id": "vol-0123456789abcdef0",
+    },
+    REBALANCE_SEEN.detail_type: {"noticed-at": "2026-11-20T05:00:00Z"},
+    BOOTSTRAP_FAILED.detail_type: {"step": "configure", "reason": "ansible-playbook site.yml failed (exit 2)"},
+    WARMUP_STARTED.detail_type: {
+        "task-arn": f"arn:aws:ecs:{support.REGION}:{support.ACCOUNT}:task/spot-redis-staging/0123456789abcdef",
+        "trigger": HOST_READY.detail_type,
+        "dataset": "empty",
+    },
+    WARMUP_FINISHED.detail_type: {
+        "result": "failed",
+        "task-arn": f"arn:aws:ecs:{support.REGION}:{support.ACCOUNT}:task/spot-redis-staging/0123456789abcdef",
+        "exit-code": 3,
+        "stopped-reason": "Essential container in task exited",
+    },
+}
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.entries: list[dict[str, Any]] = []
+SILENT = {REBALANCE_SEEN.detail_type}  # AWS's own rebalance event already makes a message
 
-    def put_events(self, **kwargs: Any) -> Any:
-        self.entries.extend(kwargs["Entries"])
-        return self._client.put_events(**kwargs)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+def full_entry(kind: EventKind, instance_id: str, **changes: Any) -> dict[str, Any]:
+    """A PutEvents entry of ``kind`` with every key of the contract filled (entry() refuses a key it lacks)."""
+    return entry(
+        kind, {"instance-id": instance_id, "stack": support.STACK, **FULL_DETAILS[kind.detail_type], **changes}
+    )
 
 
 def as_delivered(entry: dict[str, Any]) -> dict[str, Any]:
@@ -72,24 +122,40 @@ def as_delivered(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class RecordingEvents:
+    """moto's EventBridge client, keeping every entry passed to PutEvents."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.entries: list[dict[str, Any]] = []
+
+    def put_events(self, **kwargs: Any) -> Any:
+        self.entries.extend(kwargs["Entries"])
+        return self._client.put_events(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 @pytest.fixture
 def env() -> Iterator[support.NotifyEnv]:
     with support.notify_env(notify) as env:
         yield env
 
 
-def said_once_about(env: support.NotifyEnv, entry: dict[str, Any], instance_id: str) -> None:
-    before = len(env.slack.posts)
-    result = env.run(as_delivered(entry))
-    assert result["status"] == "delivered", (result, entry)
-    assert len(env.slack.posts) == before + 1
-    assert instance_id in env.slack.posts[-1]["text"]
+@dataclass
+class WarmupWorld:
+    cluster: str
+    task_definition: str
+    events: RecordingEvents
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        return warmup.handler(event, support.FakeContext(function_name="spot-redis-staging-warmup"))
 
 
-# --- lambdas/warmup -----------------------------------------------------------------------------------------------
-
-
-def test_warmup_started_and_finished_as_warmup_puts_them(env: support.NotifyEnv) -> None:
+@pytest.fixture
+def warmup_world(env: support.NotifyEnv) -> Iterator[WarmupWorld]:
+    """lambdas/warmup in the same moto as notify, always inside working hours."""
     ecs = support.client("ecs")
     cluster = ecs.create_cluster(clusterName="spot-redis-staging")["cluster"]["clusterArn"]
     task_definition = ecs.register_task_definition(
@@ -109,111 +175,217 @@ def test_warmup_started_and_finished_as_warmup_puts_them(env: support.NotifyEnv)
         "SECURITY_GROUP_IDS": "sg-0a1b2c3d4e5f60001",
         "WORK_HOURS": "",  # always on
     }
-    instance = support.run_instance()
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(warmup, "CLIENTS_FACTORY", lambda: clients)
         monkeypatch.setattr(warmup, "CLOCK", lambda: datetime.now(UTC))
         monkeypatch.setattr(warmup, "ENVIRON", environ)
         warmup.reset()
         try:
-            context = support.FakeContext(function_name="spot-redis-staging-warmup")
-            empty = support.custom_event("Redis Dataset Empty", {"instance-id": instance, "stack": support.STACK})
-            started = warmup.handler(empty, context)
-            assert started["action"] == "started", started
-            stopped = {
-                **support.custom_event("ECS Task State Change", {}, str(uuid.uuid4())),
-                "source": "aws.ecs",
-                "resources": [started["task_arn"]],
-                "detail": {
-                    "clusterArn": cluster,
-                    "taskArn": started["task_arn"],
-                    "taskDefinitionArn": task_definition,
-                    "lastStatus": "STOPPED",
-                    "desiredStatus": "STOPPED",
-                    "startedBy": instance,
-                    "stopCode": "EssentialContainerExited",
-                    "stoppedReason": "Essential container in task exited",
-                    "containers": [{"name": "warmup", "lastStatus": "STOPPED", "exitCode": 0}],
-                },
-            }
-            assert warmup.handler(stopped, context)["action"] == "finished"
+            yield WarmupWorld(cluster, task_definition, events)
         finally:
             warmup.reset()
 
-    assert [entry["DetailType"] for entry in events.entries] == ["Redis Warm-up Started", "Redis Warm-up Finished"]
-    for entry in events.entries:
-        said_once_about(env, entry, instance)
+
+def said_once_about(env: support.NotifyEnv, entry: dict[str, Any], instance_id: str) -> None:
+    before = len(env.slack.posts)
+    result = env.run(as_delivered(entry))
+    assert result["status"] == "delivered", (result, entry)
+    assert len(env.slack.posts) == before + 1
+    assert instance_id in env.slack.posts[-1]["text"]
+
+
+# --- the contract itself ------------------------------------------------------------------------------------------
+
+
+def test_the_full_details_fill_every_key_of_every_kind() -> None:
+    """A key added to spot_redis/events.py must be added here, and so be sent through the Lambdas below."""
+    for kind in ALL_EVENTS:
+        assert set(FULL_DETAILS[kind.detail_type]) | set(ABOUT_HOST) == set(kind.keys), kind.detail_type
+    assert set(FULL_DETAILS) == {kind.detail_type for kind in ALL_EVENTS}
+
+
+# --- what the host agent sends --------------------------------------------------------------------------------------
+
+AGENT_CASES = [
+    pytest.param(kind, changes, id=f"{kind.detail_type}{'-' if changes else ''}{'-'.join(map(str, changes.values()))}")
+    for kind in AGENT_EVENTS
+    for changes in ([{"dataset": str(dataset)} for dataset in Dataset] if kind is HOST_READY else [{}])
+]
+
+
+@pytest.mark.parametrize(("kind", "changes"), AGENT_CASES)
+def test_every_event_the_agent_sends_is_handled_by_notify(
+    env: support.NotifyEnv, kind: EventKind, changes: dict[str, Any]
+) -> None:
+    instance = "i-0123456789abcdef0"  # long gone: no instance, no tags (custom events are ours by their stack)
+    event = as_delivered(full_entry(kind, instance, **changes))
+    result = env.run(event)
+    errors = [r for r in support.log_records(env.logs) if r["level"] == "ERROR"]
+    assert errors == []
+    if kind.detail_type in SILENT:
+        assert result == {"status": "ignored"}
+        assert env.slack.posts == [] and env.fallback() == []
+        assert any(instance == r.get("instance_id") for r in support.log_records(env.logs))
+        return
+    assert result["status"] == "delivered", result
+    [post] = env.slack.posts
+    assert instance in post["text"]
+    assert env.run({**event, "id": str(uuid.uuid4())})["status"] == "delivered"  # redelivered: said once
+    assert len(env.slack.posts) == 1
+
+
+@pytest.mark.parametrize("dataset", list(Dataset), ids=str)
+def test_host_ready_is_handled_by_warmup(env: support.NotifyEnv, warmup_world: WarmupWorld, dataset: Dataset) -> None:
+    instance = support.run_instance()
+    result = warmup_world.handle(as_delivered(full_entry(HOST_READY, instance, dataset=str(dataset))))
+    if dataset in WARMUP_DATASETS:
+        assert result["action"] == "started", result
+        [started] = warmup_world.events.entries
+        assert json.loads(started["Detail"])["dataset"] == str(dataset)
+    else:
+        assert result["action"] == "skipped", result
+        assert str(dataset) in result["reason"]
+        assert warmup_world.events.entries == []
+
+
+# --- what lambdas/warmup sends ---------------------------------------------------------------------------------------
+
+
+def test_warmup_started_and_finished_as_warmup_puts_them(env: support.NotifyEnv, warmup_world: WarmupWorld) -> None:
+    instance = support.run_instance()
+    empty = entry(HOST_READY, {"instance-id": instance, "stack": support.STACK, "dataset": "empty"})
+    started = warmup_world.handle(as_delivered(empty))
+    assert started["action"] == "started", started
+    stopped = {
+        **support.custom_event("ECS Task State Change", {}, str(uuid.uuid4())),
+        "source": "aws.ecs",
+        "resources": [started["task_arn"]],
+        "detail": {
+            "clusterArn": warmup_world.cluster,
+            "taskArn": started["task_arn"],
+            "taskDefinitionArn": warmup_world.task_definition,
+            "lastStatus": "STOPPED",
+            "desiredStatus": "STOPPED",
+            "startedBy": instance,
+            "stopCode": "EssentialContainerExited",
+            "stoppedReason": "Essential container in task exited",
+            "containers": [{"name": "warmup", "lastStatus": "STOPPED", "exitCode": 0}],
+        },
+    }
+    assert warmup_world.handle(stopped)["action"] == "finished"
+
+    entries = warmup_world.events.entries
+    assert [e["DetailType"] for e in entries] == [WARMUP_STARTED.detail_type, WARMUP_FINISHED.detail_type]
+    assert {e["Source"] for e in entries} == {SOURCE}
+    for sent in entries:
+        said_once_about(env, sent, instance)
     assert "started" in env.slack.posts[-2]["text"] and "finished successfully" in env.slack.posts[-1]["text"]
 
 
-# --- infra/host/bootstrap.sh --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", [WARMUP_STARTED, WARMUP_FINISHED], ids=lambda kind: kind.detail_type)
+def test_every_key_of_the_warmups_events_is_understood_by_notify(env: support.NotifyEnv, kind: EventKind) -> None:
+    said_once_about(env, full_entry(kind, "i-0123456789abcdef0"), "i-0123456789abcdef0")
 
 
-def bootstrap_function(name: str) -> str:
-    text = BOOTSTRAP.read_text()
-    match = re.search(rf"^{name}\(\) \{{\n(.*?)^\}}\n", text, re.MULTILINE | re.DOTALL)
-    assert match, f"no function {name} in {BOOTSTRAP}"
-    return match.group(1)
+# --- infra/alerting.py's rules ---------------------------------------------------------------------------------------
 
 
-def dataset_entries(kind: str, instance_id: str, age: str) -> list[dict[str, Any]]:
-    """put_dataset_event's heredoc, run as `python3 - KIND INSTANCE_ID STACK AGE`."""
-    match = re.search(r"<<'PY'\n(.*?)\nPY\n", bootstrap_function("put_dataset_event"), re.DOTALL)
-    assert match, "put_dataset_event no longer builds its entries in a python3 heredoc"
-    return run_python(match.group(1), kind, instance_id, support.STACK, age)
-
-
-def failure_entries(instance_id: str, step: str) -> list[dict[str, Any]]:
-    """report_failure's `python3 -c '...' INSTANCE_ID STACK STEP`."""
-    match = re.search(r"python3 -c '(.*?)'", bootstrap_function("report_failure"), re.DOTALL)
-    assert match, "report_failure no longer builds its entries with python3 -c"
-    return run_python(match.group(1), instance_id, support.STACK, step)
-
-
-def run_python(code: str, *args: str) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", code, *args], capture_output=True, text=True, check=True, timeout=30
-    )
-    return json.loads(done.stdout)
-
-
-def test_bootstrap_events_as_the_host_puts_them(env: support.NotifyEnv) -> None:
-    restored, empty, failed = (f"i-0{n}23456789abcdef0" for n in range(3))  # long gone: no instance, no tags
-    cases = [
-        (dataset_entries("Redis Dataset Restored", restored, "5400"), restored, "1 h 30 min"),
-        (dataset_entries("Redis Dataset Empty", empty, "0"), empty, "EMPTY"),
-        (failure_entries(failed, "11/13 ansible-playbook site.yml (local)"), failed, "11/13 ansible-playbook"),
-    ]
-    for entries, instance_id, words in cases:
-        [entry] = entries
-        said_once_about(env, entry, instance_id)
-        assert words in env.slack.posts[-1]["text"]
-
-
-# --- infra/alerting.py's rules --------------------------------------------------------------------------------------
-
-
-def test_every_event_a_rule_sends_to_notify_has_a_message() -> None:
-    """A rule routing an event notify has no route for would turn every such event into a 'malformed' error log."""
-    from infra import event_patterns
+@pytest.fixture(scope="module")
+def program() -> Any:
     from tests.unit.pulumi_harness import run_program
 
-    run = run_program()
-    notify_arn = run.named("notify-function").outputs["arn"]
-    targets = {t.inputs["rule"]: t.inputs["arn"] for t in run.of_type("aws:cloudwatch/eventTarget:EventTarget")}
+    return run_program()
+
+
+def routed_events(program: Any, function: str) -> tuple[set[tuple[str, str]], list[dict[str, Any]]]:
+    """(source, detail-type) of every event a rule sends to ``function``, and those rules' patterns. A rule without
+    a detail-type (notify's stack-events) takes every detail-type of the contract."""
+    function_arn = program.named(f"{function}-function").outputs["arn"]
+    targets = {t.inputs["rule"]: t.inputs["arn"] for t in program.of_type("aws:cloudwatch/eventTarget:EventTarget")}
     sent: set[tuple[str, str]] = set()
-    for rule in run.of_type("aws:cloudwatch/eventRule:EventRule"):
-        if targets[rule.outputs["name"]] != notify_arn:
+    patterns = []
+    for rule in program.of_type("aws:cloudwatch/eventRule:EventRule"):
+        if targets[rule.outputs["name"]] != function_arn:
             continue
         pattern = json.loads(rule.inputs["eventPattern"])
-        # The stack-events rule takes every detail-type of our source: those the host and warmup put.
-        detail_types = pattern.get("detail-type") or [
-            event_patterns.DATASET_EMPTY,
-            event_patterns.DATASET_RESTORED,
-            event_patterns.WARMUP_STARTED,
-            event_patterns.WARMUP_FINISHED,
-            event_patterns.HOST_BOOTSTRAP_FAILED,
-        ]
+        patterns.append(pattern)
+        detail_types = pattern.get("detail-type") or [kind.detail_type for kind in ALL_EVENTS]
         sent |= {(source, detail_type) for source in pattern["source"] for detail_type in detail_types}
+    return sent, patterns
+
+
+def test_every_event_a_rule_sends_to_notify_has_a_message(program: Any) -> None:
+    """A rule routing an event notify has no route for would turn every such event into a 'malformed' error log."""
+    sent, _ = routed_events(program, "notify")
+    assert {(SOURCE, kind.detail_type) for kind in ALL_EVENTS} <= sent
     assert len(sent) >= 12
     assert sent <= set(notify.ROUTES), sent - set(notify.ROUTES)
+
+
+def test_every_event_a_rule_sends_to_warmup_has_a_route(program: Any) -> None:
+    sent, patterns = routed_events(program, "warmup")
+    assert sent == {(SOURCE, HOST_READY.detail_type), ("aws.ecs", "ECS Task State Change")}
+    assert sent <= set(warmup.ROUTES), sent - set(warmup.ROUTES)
+    [ready] = [pattern for pattern in patterns if pattern["source"] == [SOURCE]]
+    assert ready["detail"]["dataset"] == [str(dataset) for dataset in WARMUP_DATASETS]
+
+
+# --- the deployment packages ----------------------------------------------------------------------------------------
+
+IMPORT_HANDLER = (
+    "import sys\n"
+    "package = sys.argv[1]\n"
+    "sys.path.insert(0, package)\n"
+    "import app, common.events, spot_redis.events\n"
+    "for module in (app, common.events, spot_redis.events):\n"
+    "    assert module.__file__.startswith(package), module.__file__\n"
+    "assert callable(app.handler)\n"
+    "try:\n"
+    "    import spot_redis.agent\n"
+    "except ModuleNotFoundError:\n"
+    "    print('ok')\n"
+)
+
+
+def unpacked_zip(program: Any, function: str, folder: Path, without: str | None = None) -> Path:
+    """The function's code as the program declares it (its AssetArchive), zipped, then unpacked as Lambda does."""
+    archive = program.named(f"{function}-function").inputs["code"]
+    zipped = folder / f"{function}.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as package:
+        for relative, asset in archive.assets.items():
+            if not (without and relative.startswith(f"{without}/")):
+                package.write(asset.path, relative)
+    target = folder / function
+    with zipfile.ZipFile(zipped) as package:
+        package.extractall(target)
+    return target
+
+
+def import_handler(package: Path) -> subprocess.CompletedProcess[str]:
+    """Isolated Python (-I: no PYTHONPATH, no current directory) run outside the repository: the zip is the only
+    place spot_redis, common and the handler can come from (boto3 and Powertools stand in for the runtime's and the
+    layer's)."""
+    command = [sys.executable, "-I", "-c", IMPORT_HANDLER, str(package)]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60, cwd=package.parent)
+
+
+@pytest.mark.parametrize("function", ["notify", "warmup"])
+def test_the_zip_imports_its_handler_with_the_event_contract(program: Any, tmp_path: Path, function: str) -> None:
+    package = unpacked_zip(program, function, tmp_path)
+    assert sorted(p.relative_to(package).as_posix() for p in (package / "spot_redis").rglob("*")) == [
+        "spot_redis/__init__.py",
+        "spot_redis/events.py",
+    ]
+    result = import_handler(package)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("function", ["notify", "warmup"])
+def test_without_the_contract_in_the_zip_the_handler_would_not_import(
+    program: Any, tmp_path: Path, function: str
+) -> None:
+    """The control: the test above passes because of the packaged files, not because of the machine."""
+    result = import_handler(unpacked_zip(program, function, tmp_path, without="spot_redis"))
+    assert result.returncode != 0
+    assert "No module named 'spot_redis'" in result.stderr

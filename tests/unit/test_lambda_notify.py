@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,6 +11,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from spot_redis.events import (
+    BOOTSTRAP_FAILED,
+    HOST_DRAINED,
+    HOST_READY,
+    REBALANCE_SEEN,
+    WARMUP_FINISHED,
+    WARMUP_STARTED,
+)
 from tests.unit import lambda_support as support
 
 app = support.load_lambda("notify")
@@ -57,6 +66,10 @@ def test_spot_warning_says_instance_time_left_and_next_step(env: Env) -> None:
     assert instance in text
     assert "1 min 40 s" in text  # warning at 05:12:40, reclaimed at 05:14:40, now 05:13:00
     assert "replacement" in text and "re-attaches the same volume" in text
+    # What protects the data: the host's own drain within the notice, then the replacement's Redis Host Ready.
+    assert "drains it within the notice" in text and "leaves the Auto Scaling group" in text
+    assert "detaches the data volume" in text and "Redis Host Ready" in text
+    assert "Dataset" not in text
 
 
 def test_spot_warning_arriving_late_says_so(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,6 +84,7 @@ def test_rebalance_recommendation(env: Env) -> None:
     env.run(support.load_event("ec2-rebalance-recommendation", detail={"instance-id": instance}))
     text = only_post(env)["text"]
     assert instance in text and "rebalance" in text.lower() and "keeps running" in text
+    assert "does not replace it" in text and "drains it within the notice" in text and "Redis Host Ready" in text
 
 
 def test_state_change_without_spot_warning_is_a_scheduled_stop(env: Env) -> None:
@@ -88,6 +102,7 @@ def test_state_change_after_spot_warning_is_a_spot_termination(env: Env) -> None
     assert len(env.slack.posts) == 2
     text = env.slack.posts[1]["text"]
     assert instance in text and "Spot interruption" in text and "replacement" in text
+    assert "drained it" in text and "detached the data volume" in text and "Redis Host Ready" in text
 
 
 def test_state_change_with_spot_state_reason_is_a_spot_termination(env: Env) -> None:
@@ -116,7 +131,7 @@ def test_running_says_the_host_is_up(env: Env) -> None:
     instance = support.run_instance()
     env.run(support.load_event("ec2-state-change-stopping", detail={"instance-id": instance, "state": "running"}))
     text = only_post(env)["text"]
-    assert instance in text and "is running" in text and "data was restored" in text
+    assert instance in text and "is running" in text and "Redis Host Ready" in text
 
 
 def test_launch_failure_says_no_spot_capacity(env: Env) -> None:
@@ -224,32 +239,130 @@ def test_dlm_policy_error(env: Env) -> None:
     assert "pulumi up" in text
 
 
+TASK_ARN = "arn:aws:ecs:ap-northeast-1:123456789012:task/c/abc"
+DRAIN_STEPS = {"leave_group": 0.4, "deregister": 0.3, "pause_writes": 0.01, "save": 1.2, "stop_redis": 0.8,
+               "mark_clean": 0.01, "unmount": 0.2, "detach_volume": 6.5}  # fmt: skip
+DRAINED = {
+    "notice-time": "2026-11-20T05:14:40Z",
+    "steps": DRAIN_STEPS,
+    "failed-steps": [],
+    "keys": 12345,
+    "saved-at": "2026-11-20T05:12:51Z",
+    "drain-seconds": 9.4,
+    "volume-id": "vol-0123456789abcdef0",
+}
+
+
 @pytest.mark.parametrize(
-    ("detail_type", "extra", "expected"),
+    ("kind", "extra", "expected"),
     [
-        ("Redis Dataset Restored", {"data-age-seconds": 300}, ["restored", "5 min 0 s"]),
-        ("Redis Dataset Empty", {}, ["EMPTY", "warm-up batch starts"]),
-        ("Redis Warm-up Started", {"task-arn": "arn:aws:ecs:ap-northeast-1:123456789012:task/c/abc"}, ["abc"]),
-        ("Redis Warm-up Finished", {"result": "succeeded", "exit-code": 0}, ["finished successfully"]),
-        (
-            "Redis Warm-up Finished",
+        pytest.param(
+            HOST_READY,
+            {"dataset": "complete", "saved-at": "2026-11-19T10:00:02Z", "marker-instance-id": "i-0ffffffffffffffff"},
+            ["is back on", "with all its data", "nothing was lost", "2026-11-19 10:00:02 UTC", "i-0ffffffffffffffff",
+             "stopped cleanly", "no warm-up"],
+            id="ready-complete",
+        ),
+        pytest.param(
+            HOST_READY,
+            {"dataset": "crash", "boot-seconds": 95.5, "steps": {"packages": 40.1, "volume": 3.0, "total": 95.5}},
+            ["restarted after a crash", "at most the last second of writes", "fsynced every second",
+             "No warm-up", "1 min 36 s (longest step: packages, 40 s)"],
+            id="ready-crash",
+        ),
+        pytest.param(
+            HOST_READY,
+            {"dataset": "empty"},
+            ["started EMPTY: data lost", "everything Redis held before is gone", "warm-up batch starts",
+             "within working hours"],
+            id="ready-empty",
+        ),
+        pytest.param(
+            HOST_DRAINED,
+            DRAINED,
+            ["handed over cleanly", "12345 keys", "2026-11-20 05:12:51 UTC", "vol-0123456789abcdef0", "9 s",
+             "nothing was lost", "Redis Host Ready"],
+            id="drained-clean",
+        ),
+        pytest.param(
+            HOST_DRAINED,
+            {**DRAINED, "failed-steps": ["detach_volume"], "drain-seconds": 31.0},
+            ["drained with 1 failed step", "12345 keys", "could not detach the data volume (detach_volume)",
+             "the replacement waits until EC2 frees the volume"],
+            id="drained-volume-not-detached",
+        ),
+        pytest.param(
+            HOST_DRAINED,
+            {**DRAINED, "failed-steps": ["save", "mark_clean"], "keys": None, "saved-at": None},
+            ["drained with 2 failed steps", "could not save", "replacement reports a crash",
+             "could not write the clean-stop marker (mark_clean)"],
+            id="drained-not-saved",
+        ),
+        pytest.param(WARMUP_STARTED, {"task-arn": TASK_ARN, "trigger": HOST_READY.detail_type, "dataset": "empty"},
+                     ["abc", "started with dataset empty"], id="warmup-started"),
+        pytest.param(WARMUP_FINISHED, {"result": "succeeded", "exit-code": 0}, ["finished successfully"],
+                     id="warmup-succeeded"),
+        pytest.param(
+            WARMUP_FINISHED,
             {"result": "failed", "exit-code": 3, "stopped-reason": "Essential container in task exited"},
             ["FAILED", "exit code 3", "Essential container", "logs"],
+            id="warmup-failed",
         ),
-        (
-            "Redis Host Bootstrap Failed",
-            {"step": "11/13 ansible-playbook site.yml (local)"},
-            ["FAILED", "11/13", "terminate"],
+        pytest.param(BOOTSTRAP_FAILED, {"step": "configure"}, ["FAILED", "step 'configure'.", "terminate"],
+                     id="bootstrap-failed"),
+        pytest.param(
+            BOOTSTRAP_FAILED,
+            {"step": "volume", "reason": "the data volume vol-1 was not available within 600 s"},
+            ["FAILED", "step 'volume': the data volume vol-1 was not available within 600 s", "terminate"],
+            id="bootstrap-failed-with-reason",
         ),
     ],
-)
-def test_custom_events(env: Env, detail_type: str, extra: dict[str, Any], expected: list[str]) -> None:
+)  # fmt: skip
+def test_custom_events(env: Env, kind: Any, extra: dict[str, Any], expected: list[str]) -> None:
     instance = support.run_instance()
-    env.run(support.custom_event(detail_type, {"instance-id": instance, "stack": support.STACK, **extra}))
-    text = only_post(env)["text"]
-    assert instance in text
+    detail = {key: value for key, value in extra.items() if value is not None}
+    result = env.run(support.custom_event(kind, {"instance-id": instance, "stack": support.STACK, **detail}))
+    assert result["status"] == "delivered", result
+    post = only_post(env)
+    assert instance in post["text"]
+    everything = post["text"] + "".join(json.dumps(block, ensure_ascii=False) for block in post["blocks"])
     for words in expected:
-        assert words in text
+        assert words in everything
+
+
+def test_a_rebalance_the_host_saw_makes_no_message(env: Env) -> None:
+    """AWS's own 'EC2 Instance Rebalance Recommendation' event already makes one."""
+    instance = support.run_instance()
+    event = support.custom_event(
+        REBALANCE_SEEN, {"instance-id": instance, "stack": support.STACK, "noticed-at": "2026-11-20T05:00:00Z"}
+    )
+    assert env.run(event)["status"] == "ignored"
+    assert env.slack.posts == [] and env.fallback() == []
+    [line] = [r for r in support.log_records(env.logs) if "rebalance" in r["message"]]
+    assert line["level"] == "INFO" and line["instance_id"] == instance
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        (HOST_READY, {"dataset": "complete"}),
+        (HOST_READY, {"dataset": "empty"}),
+        (HOST_DRAINED, DRAINED),
+    ],
+)
+def test_the_hosts_events_redelivered_make_one_message(env: Env, kind: Any, extra: dict[str, Any]) -> None:
+    instance = support.run_instance()
+    detail = {"instance-id": instance, "stack": support.STACK, **extra}
+    assert env.run(support.custom_event(kind, detail, "first"))["status"] == "delivered"
+    assert env.run(support.custom_event(kind, detail, "second"))["status"] == "delivered"  # the stored result
+    assert len(env.slack.posts) == 1
+
+
+def test_a_hosts_drain_and_its_replacements_boot_are_two_messages(env: Env) -> None:
+    old, new = support.run_instance(), support.run_instance()
+    env.run(support.custom_event(HOST_DRAINED, {"instance-id": old, "stack": support.STACK, **DRAINED}, "a"))
+    env.run(support.custom_event(HOST_READY, {"instance-id": new, "stack": support.STACK, "dataset": "complete"}, "b"))
+    assert [old in env.slack.posts[0]["text"], new in env.slack.posts[1]["text"]] == [True, True]
 
 
 def test_block_kit_payload_shape(env: Env) -> None:
@@ -295,13 +408,15 @@ class RecordingEc2:
         return getattr(self._client, name)
 
 
-OWNERSHIP_CASES = {
-    "Redis Dataset Restored": {"data-age-seconds": 60},
-    "Redis Dataset Empty": {},
-    "Redis Warm-up Started": {},
-    "Redis Warm-up Finished": {"result": "succeeded"},
-    "Redis Host Bootstrap Failed": {"step": "9/13 read secrets"},
-}
+OWNERSHIP_CASES = [
+    (HOST_READY, {"dataset": "complete"}),
+    (HOST_READY, {"dataset": "crash"}),
+    (HOST_READY, {"dataset": "empty"}),
+    (HOST_DRAINED, DRAINED),
+    (WARMUP_STARTED, {"task-arn": TASK_ARN}),
+    (WARMUP_FINISHED, {"result": "succeeded"}),
+    (BOOTSTRAP_FAILED, {"step": "configure"}),
+]
 
 
 def test_custom_events_are_ours_by_their_stack_not_by_instance_tags(env: Env) -> None:
@@ -309,15 +424,19 @@ def test_custom_events_are_ours_by_their_stack_not_by_instance_tags(env: Env) ->
     outlives its host must still be said. Only this stack's host and functions put events naming this stack."""
     ec2 = RecordingEc2()
     app.clients.set("ec2", ec2)
-    for n, (detail_type, extra) in enumerate(OWNERSHIP_CASES.items()):
+    for n, (kind, extra) in enumerate(OWNERSHIP_CASES):
         gone = f"i-0{n}23456789abcdef0"  # no such instance, no tags
-        theirs = support.custom_event(detail_type, {"instance-id": gone, "stack": "production", **extra}, f"t{n}")
-        assert env.run(theirs)["status"] == "ignored", detail_type
+        theirs = support.custom_event(kind, {"instance-id": gone, "stack": "production", **extra}, f"t{n}")
+        assert env.run(theirs)["status"] == "ignored", kind
         assert len(env.slack.posts) == n
-        ours = support.custom_event(detail_type, {"instance-id": gone, "stack": support.STACK, **extra}, f"o{n}")
-        assert env.run(ours)["status"] == "delivered", detail_type
+        ours = support.custom_event(kind, {"instance-id": gone, "stack": support.STACK, **extra}, f"o{n}")
+        assert env.run(ours)["status"] == "delivered", kind
         assert len(env.slack.posts) == n + 1
         assert gone in env.slack.posts[-1]["text"]
+    theirs = support.custom_event(REBALANCE_SEEN, {"instance-id": "i-1", "stack": "production", "noticed-at": "x"})
+    assert env.run(theirs)["status"] == "malformed"  # checked before the stack: a bad time is a bad event anywhere
+    theirs["detail"]["noticed-at"] = "2026-11-20T05:00:00Z"
+    assert env.run(theirs)["status"] == "ignored"
     assert "describe_tags" not in ec2.calls
 
 
@@ -333,11 +452,30 @@ MALFORMED = {
     "instance-id is a number": spot_warning(12345, event_id="bad-event-3"),  # type: ignore[arg-type]
     "unknown detail-type": {**spot_warning("i-1", event_id="bad-event-4"), "detail-type": "Something Else"},
     "bad time": {**spot_warning("i-1", event_id="bad-event-5"), "time": "yesterday"},
-    "data age is text": support.custom_event(
-        "Redis Dataset Restored", {"instance-id": "i-1", "stack": "staging", "data-age-seconds": "old"}, "bad-event-6"
+    "dataset partial": support.custom_event(
+        HOST_READY, {"instance-id": "i-1", "stack": "staging", "dataset": "partial"}, "bad-event-6"
+    ),
+    "dataset missing": support.custom_event(HOST_READY, {"instance-id": "i-1", "stack": "staging"}, "bad-event-11"),
+    "dataset of another stack is partial": support.custom_event(
+        HOST_READY, {"instance-id": "i-1", "stack": "production", "dataset": "partial"}, "bad-event-12"
+    ),
+    "saved-at is not a time": support.custom_event(
+        HOST_READY, {"instance-id": "i-1", "stack": "staging", "dataset": "complete", "saved-at": "last night"}, "b13"
+    ),
+    "drained without its notice time": support.custom_event(
+        HOST_DRAINED, {"instance-id": "i-1", "stack": "staging", **DRAINED, "notice-time": None}, "bad-event-14"
+    ),
+    "failed steps is a string": support.custom_event(
+        HOST_DRAINED, {"instance-id": "i-1", "stack": "staging", **DRAINED, "failed-steps": "save"}, "bad-event-15"
+    ),
+    "steps is a list": support.custom_event(
+        HOST_DRAINED, {"instance-id": "i-1", "stack": "staging", **DRAINED, "steps": ["save"]}, "bad-event-16"
+    ),
+    "the old dataset event": support.custom_event(
+        "Redis Dataset Empty", {"instance-id": "i-1", "stack": "staging"}, "bad-event-17"
     ),
     "warm-up result unknown": support.custom_event(
-        "Redis Warm-up Finished", {"instance-id": "i-1", "stack": "staging", "result": "maybe"}, "bad-event-8"
+        WARMUP_FINISHED, {"instance-id": "i-1", "stack": "staging", "result": "maybe"}, "bad-event-8"
     ),
     "launch failure without group": support.load_event(
         "autoscaling-launch-unsuccessful", id="bad-event-7", detail={"AutoScalingGroupName": None}
