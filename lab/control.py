@@ -4,8 +4,10 @@
     python -m lab down    remove every host, namespace, veth, mount and loop device of any lab, even a killed one
     python -m lab status  what is running
     python -m lab info    how to connect
+    python -m lab notice HOST [--in SECONDS]   give an agent-booted host a Spot interruption notice
+    python -m lab rebalance HOST               give it a rebalance recommendation
 
-Must run as root, from the repository's root. See ../shared/notes/lab-hosts.md for why each step is the way it is.
+Must run as root, from the repository's root. Why each step is the way it is: the comments beside it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-from lab import topology
+from lab import cloud, topology
 from lab.topology import HOSTS, NODES, Node
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +41,11 @@ BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3",
 IMAGE_RECIPE = 1
 PROXY_SCRIPT = "lab/apt_proxy.py"
 SINK_SCRIPT = "lab/webhook_sink.py"
+AWS_API_SCRIPT = "lab/aws_api.py"
+IMDS_SCRIPT = "lab/imds.py"
+WHEELS_SCRIPT = "lab/wheelhouse.py"
+SEAM_SCRIPT = "lab/volume_seam.py"
+AGENT_BOOT_TIMEOUT_S = 900
 DATA_DISK_PREFIX = "srlab-data-"  # names the lab's disk images and their mount points, whatever the checkout's path
 PASSWORDS = ("redis_admin_password", "redis_app_password", "redis_monitor_password")
 WEBHOOKS = {"slack_webhook_url": "slack", "heartbeat_url": "heartbeat"}  # secret name -> sink folder
@@ -145,6 +152,8 @@ def ensure_rootfs(node: Node, image: Path) -> Path:
     authorized.parent.mkdir(mode=0o700, exist_ok=True)
     authorized.write_text(Path(f"{ssh_key()}.pub").read_text())
     authorized.chmod(0o600)
+    if node.agent:
+        prepare_agent_rootfs(partial)
     partial.rename(rootfs)
     return rootfs
 
@@ -157,7 +166,10 @@ def ensure_data_disk(node: Node) -> Path:
         image.parent.mkdir(parents=True, exist_ok=True)
         with image.open("wb") as handle:
             handle.truncate(node.data_size_mib * 1024 * 1024)
-        run("mkfs.ext4", "-q", "-F", "-L", f"{node.name}-data", image)
+        if not node.agent:  # an agent-booted host makes the file system itself, as on a new EBS volume
+            run("mkfs.ext4", "-q", "-F", "-L", f"{node.name}-data", image)
+    if node.agent:
+        return image
     mountpoint.mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(mountpoint):
         run("mount", "-o", "loop", image, mountpoint)
@@ -209,7 +221,7 @@ def boot(node: Node, rootfs: Path) -> None:
         # Its own network namespace, so the host's nftables firewall can be real; nspawn drops this otherwise.
         "--capability=CAP_NET_ADMIN",
     ]
-    if node.data_mount:
+    if node.data_mount and not node.agent:
         cmd.append(f"--bind={ensure_data_disk(node)}:{node.data_mount}")
     console = (host_dir(node) / "console.log").open("ab")
     subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
@@ -293,7 +305,10 @@ def daemon_pids(script: str, port: int) -> list[int]:
 
 
 def lab_daemon_pids() -> list[int]:
-    return daemon_pids(PROXY_SCRIPT, topology.APT_PROXY_PORT) + daemon_pids(SINK_SCRIPT, topology.SINK_PORT)
+    daemons = ((PROXY_SCRIPT, topology.APT_PROXY_PORT), (SINK_SCRIPT, topology.SINK_PORT),
+               (AWS_API_SCRIPT, topology.AWS_API_PORT), (IMDS_SCRIPT, topology.IMDS_PORT),
+               (WHEELS_SCRIPT, topology.WHEELS_PORT), (SEAM_SCRIPT, topology.AWS_API_PORT))  # fmt: skip
+    return [pid for script, port in daemons for pid in daemon_pids(script, port)]
 
 
 def ensure_daemon(script: str, port: int, *args: str) -> None:
@@ -345,6 +360,95 @@ def ensure_nspawn_tmpfs() -> None:
         run("mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", NSPAWN_RUN)
 
 
+# --- the lab's AWS account and the hosts that boot through the agent (lab/cloud.py) ----------------------------
+
+
+def prepare_agent_rootfs(rootfs: Path) -> None:
+    """What an agent-booted host finds on AWS without asking: pip's index (here the lab's wheelhouse) and the
+    instance profile's credentials (here the local AWS API's fake ones)."""
+    wheels_host = topology.GATEWAY
+    (rootfs / "etc/pip.conf").write_text(
+        f"[global]\nno-index = true\nfind-links = {cloud.WHEELS_URL}\ntrusted-host = {wheels_host}\n"
+    )
+    credentials = rootfs / "root/.aws/credentials"
+    credentials.parent.mkdir(mode=0o700, exist_ok=True)
+    credentials.write_text(cloud.FAKE_CREDENTIALS)
+    credentials.chmod(0o600)
+
+
+def ensure_cloud(passwords: dict[str, str]) -> cloud.Account | None:
+    """The local AWS API, the metadata service, the wheelhouse and the volume seam; the stack's resources in it."""
+    agent_nodes = [node for node in HOSTS if node.agent]
+    if not agent_nodes:
+        return None
+    from infra.bootstrap import ansible_core_pin, bundle_archive, bundle_files
+    from lab import aws_api, imds, wheelhouse
+
+    ensure_daemon(AWS_API_SCRIPT, topology.AWS_API_PORT)
+    ensure_daemon(IMDS_SCRIPT, topology.IMDS_PORT, f"--state-dir={STATE / 'imds'}")
+    pin = ansible_core_pin((REPO / "requirements.txt").read_text())
+    wheels = wheelhouse.ensure_wheelhouse(CACHE, [f"ansible-core=={pin}"])
+    ensure_daemon(WHEELS_SCRIPT, topology.WHEELS_PORT, f"--dir={wheels}")
+    aws_api.wait_until_up(cloud.AWS_API_URL, 30)
+    aws = cloud.clients()
+    account = cloud.Account.load(STATE / "aws.json")
+    if not cloud.is_seeded(aws, account):
+        (node,) = agent_nodes  # one Auto Scaling group, one host: the stack's shape
+        secrets = {"redis/admin-password": passwords["redis_admin_password"],
+                   "redis/app-password": passwords["redis_app_password"],
+                   "redis/monitor-password": passwords["redis_monitor_password"],
+                   "slack-webhook-url": passwords["slack_webhook_url"],
+                   "heartbeat-url": passwords["heartbeat_url"]}  # fmt: skip
+        bundle = bundle_archive(bundle_files(REPO))
+        account = cloud.seed(aws, node=node, disk_image=ensure_data_disk(node), bundle=bundle, secrets=secrets)
+        account.save(STATE / "aws.json")
+        log(f"local AWS API: stack {cloud.STACK} seeded at {cloud.AWS_API_URL}")
+    for instance_id, name in account.instances.items():
+        node = topology.node(name)
+        if imds.read_host(STATE / "imds", node.address) is None:
+            imds.write_host(STATE / "imds", node.address, **cloud.host_metadata(node, instance_id))
+    ensure_daemon(SEAM_SCRIPT, topology.AWS_API_PORT, f"--state={STATE}")
+    return account
+
+
+def boot_through_agent(node: Node, account: cloud.Account) -> None:
+    """Run the stack's user data on the host, as cloud-init would (once: a host that booted is left alone)."""
+    if ssh(node, "test", "-f", "/var/lib/spot-redis/dataset.json", check=False).returncode == 0:
+        log(f"{node.name}: booted through the agent already")
+        return
+    from infra.bootstrap import render_user_data
+
+    user_data = render_user_data(account.settings(node.name))
+    lab_endpoints = (f"SPOT_REDIS_AWS_ENDPOINT_URL={cloud.AWS_API_URL}", f"SPOT_REDIS_IMDS_URL={cloud.IMDS_URL}",
+                     "SPOT_REDIS_BOOT_OPTIONS=--no-ssm-agent")  # fmt: skip
+    log(f"{node.name}: booting through the host agent (user data, then `spot_redis.agent boot`)")
+    started = time.monotonic()
+    boot_log = host_dir(node) / "boot.log"
+    with boot_log.open("w") as handle:
+        result = subprocess.run(
+            [*ssh_command(node), "env", *lab_endpoints, "bash", "-s"], input=user_data, text=True,
+            stdout=handle, stderr=subprocess.STDOUT, timeout=AGENT_BOOT_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"lab: {node.name}: the agent's boot failed (exit {result.returncode}); see {boot_log}")
+    log(f"{node.name}: booted through the agent in {time.monotonic() - started:.0f} s ({boot_log})")
+
+
+def give_notice(name: str, in_seconds: float, rebalance: bool = False) -> None:
+    from lab import imds
+
+    node = topology.node(name)
+    if imds.read_host(STATE / "imds", node.address) is None:
+        raise SystemExit(
+            f"lab: {name} has no metadata in the fake metadata service (it does not boot through the agent)"
+        )
+    if rebalance:
+        notice = imds.give_rebalance(STATE / "imds", node.address)
+    else:
+        notice = imds.give_notice(STATE / "imds", node.address, in_seconds=in_seconds)
+    log(f"{name}: {'rebalance recommendation' if rebalance else 'Spot interruption notice'} {notice}")
+
+
 # --- secrets and the env file ---------------------------------------------------------------------------------
 
 
@@ -369,7 +473,7 @@ def read_env() -> dict[str, str]:
     return dict(line.split("=", 1) for line in (STATE / "env").read_text().splitlines() if "=" in line)
 
 
-def write_env(passwords: dict[str, str]) -> None:
+def write_env(passwords: dict[str, str], account: cloud.Account | None = None) -> None:
     redis, monitor = topology.node("redis-1"), topology.node("monitor-1")
     env = {
         "REDIS_HOST": redis.address,
@@ -388,6 +492,10 @@ def write_env(passwords: dict[str, str]) -> None:
         "LAB_HEARTBEAT_DIR": str(STATE / "heartbeat"),
         "LAB_SSH_KEY": str(ssh_key()),
         "LAB_KNOWN_HOSTS": str(STATE / "ssh/known_hosts"),
+        "LAB_AWS_ENDPOINT_URL": cloud.AWS_API_URL,
+        "LAB_IMDS_URL": cloud.IMDS_URL,
+        "LAB_EVENTS_QUEUE_URL": account.queue_url if account else "",
+        "LAB_AWS_REGION": cloud.REGION,
     }
     write_private(STATE / "env", "".join(f"{key}={value}\n" for key, value in env.items()))
 
@@ -413,6 +521,7 @@ def up() -> None:
     ensure_bridge()
     ensure_apt_proxy()
     ensure_webhook_sink()
+    account = ensure_cloud(passwords)
     for node in NODES:
         ensure_netns(node)
     running = nspawn_hosts()
@@ -433,7 +542,10 @@ def up() -> None:
         if state != "running":
             raise SystemExit(f"lab: {node.name}: systemd says {state!r}, not running; see {host_dir(node)}/console.log")
         log(f"{node.name}: SSH answers, systemd says {state}")
-    write_env(passwords)
+    for node in HOSTS:
+        if node.agent:
+            boot_through_agent(node, account)
+    write_env(passwords, account)
     log(f"up in {time.monotonic() - started:.1f} s")
 
 
@@ -520,10 +632,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m lab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("command", choices=("up", "down", "status", "info"))
+    parser.add_argument("command", choices=("up", "down", "status", "info", "notice", "rebalance"))
+    parser.add_argument("host", nargs="?", help="notice, rebalance: the lab host (e.g. redis-1)")
+    parser.add_argument("--in", dest="in_seconds", type=float, default=120, help="notice: seconds until the action")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("lab: must run as root (namespaces, mounts and systemd-nspawn need it)")
+    if args.command in ("notice", "rebalance"):
+        if not args.host:
+            parser.error(f"{args.command} needs a HOST")
+        give_notice(args.host, args.in_seconds, rebalance=args.command == "rebalance")
+        return
     {"up": up, "down": down, "status": status, "info": info}[args.command]()
 
 

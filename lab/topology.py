@@ -16,6 +16,9 @@ NETNS_PREFIX = "srlab-"
 VETH_PREFIX = "srl-"
 APT_PROXY_PORT = 3142
 SINK_PORT = 8443  # the lab's Slack and dead-man's-switch stand-ins (lab/webhook_sink.py)
+AWS_API_PORT = 5000  # the local AWS API (lab/aws_api.py, moto's server)
+IMDS_PORT = 8169  # the fake instance metadata service (lab/imds.py)
+WHEELS_PORT = 8180  # the wheelhouse the agent-booted hosts install ansible-core from (lab/wheelhouse.py)
 # The only upstream the hosts may reach, through the proxy: Debian's package registry.
 APT_UPSTREAM_HOSTS = ("deb.debian.org",)
 
@@ -29,6 +32,9 @@ class Node:
     boots: bool = False
     data_mount: str | None = None  # where the host's separate data file system is mounted
     data_size_mib: int = 1024
+    # Boots through the host agent (pull mode, as on AWS): its data disk is a volume in the local AWS API, attached
+    # by the agent, instead of a file system the lab binds in.
+    agent: bool = False
 
     @property
     def netns(self) -> str:
@@ -40,7 +46,7 @@ class Node:
 
 
 NODES = (
-    Node("redis-1", "10.213.37.11", boots=True, data_mount="/srv/redis"),
+    Node("redis-1", "10.213.37.11", boots=True, data_mount="/srv/redis", agent=True),
     Node("monitor-1", "10.213.37.21", boots=True),
     # Redis and monitoring on one host, the cheapest AWS layout (inventories/lab-solo).
     Node("solo-1", "10.213.37.31", boots=True, data_mount="/srv/redis"),
