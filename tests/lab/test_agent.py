@@ -13,7 +13,6 @@ import pytest
 from lab import cloud, control, imds, topology
 from spot_redis.agent.settings import CLOUDMAP_INSTANCE_ID
 from spot_redis.events import HOST_DRAINED, HOST_READY, REBALANCE_SEEN, SOURCE, Dataset
-
 from tests.lab.helpers import wait_for
 
 REDIS = topology.node("redis-1")
