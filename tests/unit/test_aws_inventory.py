@@ -302,6 +302,7 @@ def test_group_vars_read_the_secrets_from_ssm_and_mirror_the_boot(ansible_env, l
         "admin_cidrs",
         "private_address",
         "redis_data_dir",
+        "spot_host_enabled",
     ]
     message = "{{ {" + ", ".join(f"'{name}': {name}" for name in wanted) + "} | to_json }}"
     env = {**env, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
@@ -316,12 +317,13 @@ def test_group_vars_read_the_secrets_from_ssm_and_mirror_the_boot(ansible_env, l
     assert values["redis_monitor_password"] == f"{prefix}/redis/monitor-password"
     assert values["alertmanager_slack_webhook_url"] == f"{prefix}/slack-webhook-url"
     assert values["alertmanager_heartbeat_url"] == f"{prefix}/heartbeat-url"
-    # As the host's boot writes them (infra/host/bootstrap.sh): the VPC, then the extra networks.
+    # As the host agent's boot writes them (spot_redis/agent/boot.py): the VPC, then the extra networks.
     assert values["redis_allowed_cidrs"] == ["172.31.0.0/16", "192.168.10.0/24"]
     assert values["monitoring_addresses"] == [values["private_address"]]
     assert values["redis_monitoring_addresses"] == [values["private_address"]]
     assert values["admin_cidrs"] == ["203.0.113.0/24"]
     assert values["redis_data_dir"] == "/srv/redis"
+    assert values["spot_host_enabled"] is True, "a push keeps the watcher the boot installed"
     calls = aws_log.read_text().splitlines()
     assert calls
     assert all(
