@@ -392,7 +392,8 @@ def ensure_cloud(passwords: dict[str, str]) -> cloud.Account | None:
     aws_api.wait_until_up(cloud.AWS_API_URL, 30)
     aws = cloud.clients()
     account = cloud.Account.load(STATE / "aws.json")
-    if not cloud.is_seeded(aws, account):
+    reseeded = not cloud.is_seeded(aws, account)
+    if reseeded:
         (node,) = agent_nodes  # one Auto Scaling group, one host: the stack's shape
         secrets = {"redis/admin-password": passwords["redis_admin_password"],
                    "redis/app-password": passwords["redis_app_password"],
@@ -405,7 +406,7 @@ def ensure_cloud(passwords: dict[str, str]) -> cloud.Account | None:
         log(f"local AWS API: stack {cloud.STACK} seeded at {cloud.AWS_API_URL}")
     for instance_id, name in account.instances.items():
         node = topology.node(name)
-        if imds.read_host(STATE / "imds", node.address) is None:
+        if reseeded or imds.read_host(STATE / "imds", node.address) is None:
             imds.write_host(STATE / "imds", node.address, **cloud.host_metadata(node, instance_id))
     ensure_daemon(SEAM_SCRIPT, topology.AWS_API_PORT, f"--state={STATE}")
     return account

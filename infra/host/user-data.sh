@@ -5,6 +5,7 @@
 # in production (the lab points them at its stand-ins). Log: /var/log/spot-redis-boot.log and the console.
 set -euo pipefail
 umask 022
+(umask 077 && touch /var/log/spot-redis-boot.log)  # root only: it holds Ansible's whole output
 exec > >(tee -a /var/log/spot-redis-boot.log) 2>&1
 STEP=shim-packages
 PY=$(cat <<'PYTHON'
@@ -32,10 +33,11 @@ on_error() {
 }
 trap on_error ERR
 for attempt in 1 2 3; do
-  apt-get -q -o DPkg::Lock::Timeout=300 update &&
+  if apt-get -q -o DPkg::Lock::Timeout=300 update &&
     DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends \
-      python3 python3-boto3 && break
-  [[ $attempt -lt 3 ]] && sleep 10
+      python3 python3-boto3; then break; fi
+  if ((attempt == 3)); then false; fi  # the ERR trap reports it (if an older boto3 happens to be there)
+  sleep 10
 done
 STEP=shim-bundle
 mkdir -p /opt/spot-redis

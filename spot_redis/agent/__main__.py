@@ -81,6 +81,8 @@ def watch(settings, clients, imds, interval_s: float) -> int:
 
     instance_id, private_ip = imds.instance_id(), imds.local_ipv4()
     clients = DrainClients(clients.region, clients.endpoint_url)  # short timeouts: the drain has 2 minutes
+    for service in ("ec2", "autoscaling", "servicediscovery", "events"):
+        clients.get(service)  # made now (about a second each on Debian's boto3), not inside the two minutes
     announcer = Announcer(clients.events, settings.stack, instance_id)
     drain = Drain(
         clients=clients,

@@ -306,6 +306,8 @@ class Boot:
                      "marker-instance-id": marker.instance_id if marker else None}  # fmt: skip
             self.paths.state.mkdir(parents=True, exist_ok=True)
             _write_atomic(record, json.dumps(saved), 0o644)
+            # Redis writes from now on: a marker left from the previous host must not outlive its data.
+            dataset.clear_marker(Path(self.settings.data_mount))
         log.info("dataset: %s (%s)", self.decision.dataset, self.decision.reason)
 
     # --- Redis and its name ------------------------------------------------------------------------------------
@@ -367,6 +369,8 @@ class Boot:
         return {"all": {"children": groups, "vars": variables}}
 
     def register(self) -> None:
+        if (self.paths.state / f"drained-{self.host.instance_id}").exists():
+            raise BootError("a Spot interruption notice drained this host during its boot: not registering it")
         discovery = self.clients.servicediscovery
         operation = discovery.register_instance(
             ServiceId=self.settings.cloudmap_service_id,

@@ -76,6 +76,11 @@ def DrainClients(region: str, endpoint_url: str | None = None) -> Clients:  # no
                    attempts=AWS_ATTEMPTS)  # fmt: skip
 
 
+# A volume that could not be unmounted is not detached: EC2 frees it when it reclaims this host, about two minutes
+# later, and the replacement attaches it then (the dataset will say crash). Safer than pulling it from under Redis.
+KEPT_MOUNTED = "not detached: the volume is still mounted; EC2 frees it when it reclaims this host"
+
+
 @dataclass
 class DrainReport:
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds, in the order they ran
@@ -136,9 +141,11 @@ class Drain:
         else:
             log.warning("no clean-stop marker: the save or the stop failed, so the next boot must report a crash")
         self._step(report, "unmount", self.unmount)
-        if not report.succeeded("unmount"):
-            log.warning("detaching the volume although the unmount failed: the replacement needs it now")
-        self._step(report, "detach_volume", self.detach_volume)
+        if report.succeeded("unmount"):
+            self._step(report, "detach_volume", self.detach_volume)
+        else:
+            report.failed["detach_volume"] = KEPT_MOUNTED
+            log.warning("drain step detach_volume skipped: %s", KEPT_MOUNTED)
         report.drain_seconds = round(self.clock() - started, 2)
         self._step(report, "announce", lambda: self.announce(notice, report))
         self._log_outcome(notice, report)
@@ -216,8 +223,8 @@ class Drain:
     def detach_volume(self) -> None:
         """Detach the volume if it is attached here, then wait until it is available.
 
-        Runs even after a failed unmount: EC2 takes the volume at termination anyway, detaching now lets the
-        replacement start sooner, and AOF everysec bounds what a dirty filesystem can lose.
+        Only after a successful unmount (see KEPT_MOUNTED): a volume detached under a live file system can be left
+        'busy' and its file system damaged.
         """
         deadline = self.clock() + DETACH_VOLUME_S - AWS_CALL_S  # start no poll that could outlast the budget
         ec2 = self.clients.ec2

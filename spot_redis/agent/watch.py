@@ -91,13 +91,15 @@ class Watcher:
             return None
 
     def _drain(self, notice: InterruptionNotice) -> None:
+        """Drain, then remember it: a watcher restarted in the middle of a drain (killed, or restarted by a push)
+        drains again, and every drain step is safe to repeat."""
         self.drained = True
         log.warning("Spot interruption notice: %s at %s; draining", notice.action, notice.time.isoformat())
+        self._call(self.on_notice, notice)
         try:
             self._remember_drain(notice)
         except OSError as error:
-            log.error("could not remember the drain in %s (draining anyway): %s", self.drained_marker, error)
-        self._call(self.on_notice, notice)
+            log.error("could not remember the drain in %s: %s", self.drained_marker, error)
 
     def _remember_drain(self, notice: InterruptionNotice) -> None:
         self.drained_marker.parent.mkdir(parents=True, exist_ok=True)

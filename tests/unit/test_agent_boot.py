@@ -517,6 +517,8 @@ def test_a_replacement_waits_for_its_predecessor_to_let_go(world: World, clean_s
         assert (decision.dataset, decision.marker) == (Dataset.COMPLETE, marker)
         detail = _host_ready(event, world, Dataset.COMPLETE)
         assert (detail["saved-at"], detail["marker-instance-id"]) == (marker.saved_at, predecessor)
+        # Once decided, the predecessor's marker goes: it must not outlive the data Redis writes from now on.
+        assert dataset.read_marker(world.data_dir) is None
     else:
         assert decision.dataset == Dataset.CRASH
         detail = _host_ready(event, world, Dataset.CRASH)
@@ -557,6 +559,18 @@ def test_a_second_boot_on_the_same_instance_changes_nothing_it_did(world: World,
         assert [(d["saved-at"], d["marker-instance-id"]) for d in details] == [
             (marker.saved_at, "i-0predecessor00000")
         ] * 2
+
+
+def test_a_host_drained_during_its_boot_is_not_registered(world: World) -> None:
+    # The watcher starts with site.yml: a notice then drains the host before the boot reaches Cloud Map.
+    (world.paths.state / f"drained-{world.instance_id}").parent.mkdir(parents=True, exist_ok=True)
+    (world.paths.state / f"drained-{world.instance_id}").write_text("{}")
+
+    with pytest.raises(BootError, match="register"):
+        world.boot().boot()
+
+    assert world.registered() == []
+    assert [event["detail-type"] for event in world.events()] == ["Redis Host Bootstrap Failed"]
 
 
 # --- giving up --------------------------------------------------------------------------------------------------------

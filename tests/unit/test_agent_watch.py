@@ -58,12 +58,26 @@ def test_a_notice_drains_once_across_polls_and_restarts(server, imds_dir, tmp_pa
     assert len(drains) == 1
 
 
-def test_the_drain_is_remembered_before_it_starts(server, imds_dir, tmp_path):
+def test_the_drain_is_remembered_once_done_so_a_watcher_killed_mid_drain_drains_again(server, imds_dir, tmp_path):
     marker = tmp_path / "state" / f"drained-{INSTANCE}"
     seen_marker = []
     give_notice(imds_dir, HOST, now=NOW)
     watcher(server, tmp_path, lambda _: seen_marker.append(marker.exists())).poll_once()
-    assert seen_marker == [True]
+    assert seen_marker == [False]
+    assert marker.exists()
+
+    killed = tmp_path / "killed"
+    give_notice(imds_dir, HOST, now=NOW)
+    drains = Calls()
+
+    def killed_mid_drain(notice):
+        raise SystemExit("the watcher was killed mid-drain")
+
+    with pytest.raises(SystemExit):
+        watcher(server, killed, killed_mid_drain).poll_once()
+    assert not (killed / "state" / f"drained-{INSTANCE}").exists()
+    watcher(server, killed, drains).poll_once()
+    assert len(drains) == 1
 
 
 def test_a_notice_already_past_drains(server, imds_dir, tmp_path):

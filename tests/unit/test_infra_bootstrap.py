@@ -259,3 +259,24 @@ def test_the_secret_table_matches_the_parameters_the_stack_creates():
 
     created = set(parameters.parameter_names(Config()).values())
     assert created == {f"{PREFIX}/{name}" for name in SECRET_PARAMETERS}
+
+
+@pytest.mark.parametrize(("apt_fails", "reported"), [(0, False), (2, False), (3, True)])
+def test_the_shim_retries_apt_and_stops_when_it_never_works(apt_fails, reported):
+    """The package loop under the shim's own strict mode: apt failing every time must stop the shim (its ERR trap
+    reports it), not let it go on to the next step."""
+    shim = SHIM.read_text()
+    loop = shim[shim.index("for attempt in 1 2 3; do") : shim.index("done\n", shim.index("for attempt")) + 5]
+    script = (
+        "set -euo pipefail\n"
+        "trap 'echo reported' ERR\n"
+        f"failures={apt_fails}; attempts=0\n"
+        "apt-get() { if [[ ${*: -1} == update ]]; then attempts=$((attempts + 1)); fi; ((attempts > failures)); }\n"
+        "sleep() { :; }\n"
+        f"{loop}"
+        "echo next-step\n"
+    )
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert ("reported" in result.stdout) == reported, result.stdout + result.stderr
+    assert (result.returncode != 0) == reported
+    assert ("next-step" in result.stdout) == (not reported)
