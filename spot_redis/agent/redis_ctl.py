@@ -14,8 +14,8 @@ from pathlib import Path
 
 CREDENTIALS_FILE = Path("/etc/spot-redis/redis-admin.env")
 COMMAND_TIMEOUT_S = 2.0  # PING-like commands answer in milliseconds; longer means Redis is stuck
-SAVE_TIMEOUT_S = 10.0  # a staging dataset of a few hundred MB saves in seconds
-STOP_TIMEOUT_S = 12.0  # Redis saves once more when systemd stops it
+SAVE_TIMEOUT_S = 12.0  # a staging dataset of about a GB saves in seconds
+STOP_TIMEOUT_S = 10.0  # after the drain's SAVE, stopping only syncs the append-only file (no second RDB save)
 
 Run = Callable[..., subprocess.CompletedProcess]
 
@@ -43,6 +43,10 @@ class RedisControl:
 
     def save(self, timeout_s: float = SAVE_TIMEOUT_S) -> None:
         self._expect_ok(self._cli(["SAVE"], timeout_s), "SAVE")
+
+    def without_save_points(self, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
+        """No RDB save when Redis stops (this run only; redis.conf is untouched): the drain has just saved."""
+        self._expect_ok(self._cli(["CONFIG", "SET", "save", ""], timeout_s), "CONFIG SET save")
 
     def dbsize(self, timeout_s: float = COMMAND_TIMEOUT_S) -> int:
         return self._integer(self._cli(["DBSIZE"], timeout_s), "DBSIZE")

@@ -90,7 +90,7 @@ class FakeRun:
     def _host(self, name: str, command: list[str]) -> tuple[int, str, str]:
         if name.startswith("redis-cli") and not self.redis_running:
             return 1, "", "Could not connect to Redis at 127.0.0.1:6379: Connection refused"
-        replies = {"redis-cli DBSIZE": f"{KEYS}\n", "redis-cli LASTSAVE": "1795000000\n"}
+        replies = {"redis-cli DBSIZE": f"{KEYS}\n", "redis-cli LASTSAVE": "1795000000\n", "redis-cli CONFIG": "OK\n"}
         if name == "redis-cli SAVE":
             (self.data_dir / "dump.rdb").write_bytes(b"REDIS0011 saved")
         if name == "systemctl stop":
@@ -262,12 +262,15 @@ def test_a_drain_hands_everything_to_the_replacement(world: World) -> None:
         "redis-cli SAVE",
         "redis-cli DBSIZE",
         "redis-cli LASTSAVE",
+        "redis-cli CONFIG",
         "systemctl stop",
         "sync",
         "umount",
     ]
     assert world.run.calls[0]["argv"][-4:] == ["CLIENT", "PAUSE", str(PAUSE_WRITES_MS), "WRITE"]
-    assert world.run.calls[4]["argv"] == ["systemctl", "stop", "redis-server"]
+    # Saved once: Redis must not write the same RDB again as it stops.
+    assert world.run.calls[4]["argv"][-4:] == ["CONFIG", "SET", "save", ""]
+    assert world.run.calls[5]["argv"] == ["systemctl", "stop", "redis-server"]
     marker = dataset.read_marker(world.data_dir)
     assert marker is not None and (marker.instance_id, marker.keys) == (world.instance_id, KEYS)
     assert dataset.decide(world.data_dir).dataset == Dataset.COMPLETE
@@ -511,7 +514,7 @@ def test_credentials_are_read_as_the_shell_would(tmp_path: Path) -> None:
         ((1, "", "Could not connect to Redis at 127.0.0.1:6379: Connection refused"), "Connection refused"),
         ((0, "ERR Background save already in progress\n", ""), "Background save"),
         ((0, "QUEUED\n", ""), "expected OK"),
-        (subprocess.TimeoutExpired(["redis-cli"], 10), "no answer within 10 s"),
+        (subprocess.TimeoutExpired(["redis-cli"], 10), "no answer within 12 s"),
         (FileNotFoundError(2, "No such file or directory"), "No such file"),
     ],
 )
@@ -529,7 +532,7 @@ def test_redis_answers_are_parsed(tmp_path: Path) -> None:
     redis.save()
     assert (redis.dbsize(), redis.lastsave()) == (KEYS, 1795000000)
     redis.stop_service(timeout_s=3)
-    assert [call["timeout"] for call in run.calls] == [2.0, 10.0, 2.0, 2.0, 3]
+    assert [call["timeout"] for call in run.calls] == [2.0, 12.0, 2.0, 2.0, 3]
     assert run.calls[-1]["argv"] == ["systemctl", "stop", "redis-server"]
     assert run.calls[0]["argv"][:5] == ["redis-cli", "-h", "127.0.0.1", "-p", "6379"]
 
@@ -567,3 +570,12 @@ def test_the_drains_aws_clients_are_bounded(world: World) -> None:
     config = DrainClients(REGION).ec2.meta.config
     assert (config.connect_timeout, config.read_timeout) == (drain_module.AWS_CONNECT_S, drain_module.AWS_READ_S)
     assert config.retries["total_max_attempts"] == drain_module.AWS_ATTEMPTS == 2
+
+
+def test_a_failed_save_keeps_the_save_points_so_that_the_stop_saves(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = world.drain(**_break(world, "save", monkeypatch)).drain(NOTICE)
+    assert "save" in report.failed
+    assert "redis-cli CONFIG" not in world.run.names()
+    assert "systemctl stop" in world.run.names()
