@@ -18,7 +18,6 @@ import zipfile
 from pathlib import Path
 
 from spot_redis.agent.settings import (  # noqa: F401 - re-exported: the program and the inventory import them here
-    ENV_PREFIX,
     SECRET_PARAMETERS,
     SETTINGS_FILE,
     HostSettings,

@@ -86,7 +86,9 @@ def is_seeded(aws: dict, account: Account | None) -> bool:
     return True
 
 
-def seed(aws: dict, *, node: topology.Node, disk_image: Path, bundle: bytes, secrets: dict[str, str]) -> Account:
+def seed(
+    aws: dict, *, node: topology.Node, disk_image: Path, bundle: bytes, secrets: dict[str, str], ansible_core: str
+) -> Account:
     """Create the stack's resources for one agent-booted host; returns their ids."""
     account = Account()
     ec2 = aws["ec2"]
@@ -135,17 +137,11 @@ def seed(aws: dict, *, node: topology.Node, disk_image: Path, bundle: bytes, sec
     settings = HostSettings(
         stack=STACK, region=REGION, data_volume_id=volume["VolumeId"], data_mount=node.data_mount or "/srv/redis",
         bundle_bucket=BUNDLE_BUCKET, bundle_key=key, parameter_prefix=prefix, cloudmap_service_id=account.service_id,
-        ansible_core_version=ansible_core_version(), admin_cidrs=(f"{topology.GATEWAY}/32",),
+        ansible_core_version=ansible_core, admin_cidrs=(f"{topology.GATEWAY}/32",),
         monitoring_addresses=tuple(n.address for n in topology.NODES if n.name.startswith("monitor-")),
     )  # fmt: skip
     account.hosts[node.name] = asdict(settings)
     return account
-
-
-def ansible_core_version() -> str:
-    from infra.bootstrap import ansible_core_pin
-
-    return ansible_core_pin((Path(__file__).resolve().parent.parent / "requirements.txt").read_text())
 
 
 def host_metadata(node: topology.Node, instance_id: str) -> dict:

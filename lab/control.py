@@ -401,7 +401,9 @@ def ensure_cloud(passwords: dict[str, str]) -> cloud.Account | None:
                    "slack-webhook-url": passwords["slack_webhook_url"],
                    "heartbeat-url": passwords["heartbeat_url"]}  # fmt: skip
         bundle = bundle_archive(bundle_files(REPO))
-        account = cloud.seed(aws, node=node, disk_image=ensure_data_disk(node), bundle=bundle, secrets=secrets)
+        account = cloud.seed(
+            aws, node=node, disk_image=ensure_data_disk(node), bundle=bundle, secrets=secrets, ansible_core=pin
+        )
         account.save(STATE / "aws.json")
         log(f"local AWS API: stack {cloud.STACK} seeded at {cloud.AWS_API_URL}")
     for instance_id, name in account.instances.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 SOURCE = "spot-redis"
@@ -64,6 +65,11 @@ BY_DETAIL_TYPE = {kind.detail_type: kind for kind in ALL_EVENTS}
 
 # The one dataset that starts the warm-up batch by itself.
 WARMUP_DATASETS = (Dataset.EMPTY,)
+
+
+def iso_time(moment: datetime) -> str:
+    """How a time is written in an event's detail: UTC, to the second, with a Z (2026-11-20T05:14:40Z)."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def entry(kind: EventKind, detail: dict, event_bus: str = "default") -> dict:

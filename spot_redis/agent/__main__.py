@@ -77,7 +77,7 @@ def watch(settings, clients, imds, interval_s: float) -> int:
     from spot_redis.agent.redis_ctl import RedisControl
     from spot_redis.agent.settings import CLOUDMAP_INSTANCE_ID
     from spot_redis.agent.watch import Watcher
-    from spot_redis.events import REBALANCE_SEEN
+    from spot_redis.events import REBALANCE_SEEN, iso_time
 
     instance_id, private_ip = imds.instance_id(), imds.local_ipv4()
     clients = DrainClients(clients.region, clients.endpoint_url)  # short timeouts: the drain has 2 minutes
@@ -98,7 +98,7 @@ def watch(settings, clients, imds, interval_s: float) -> int:
 
     def on_rebalance(recommendation) -> None:
         log.info("rebalance recommendation at %s: logged and announced, nothing else", recommendation.notice_time)
-        announcer.try_send(REBALANCE_SEEN, **{"noticed-at": _iso(recommendation.notice_time)})
+        announcer.try_send(REBALANCE_SEEN, **{"noticed-at": iso_time(recommendation.notice_time)})
 
     watcher = Watcher(imds, drain.drain, on_rebalance, interval_s=interval_s, instance_id=instance_id)
     log.info("watching %s for Spot interruption notices every %.1f s", instance_id, interval_s)
@@ -129,10 +129,6 @@ def _instance_id() -> str:
         return json.loads((STATE_DIR / "dataset.json").read_text())["instance-id"]
     except (OSError, ValueError, KeyError):
         return "unknown"
-
-
-def _iso(moment) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 if __name__ == "__main__":

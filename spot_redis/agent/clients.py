@@ -55,7 +55,3 @@ class Clients:
     @property
     def ssm(self) -> Any:
         return self.get("ssm")
-
-    @property
-    def s3(self) -> Any:
-        return self.get("s3")

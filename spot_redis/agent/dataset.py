@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from spot_redis.events import Dataset
+from spot_redis.events import Dataset, iso_time
 
 MARKER_NAME = ".spot-redis-clean-stop.json"
 # Not Redis data: the marker itself, ext4's lost+found, and our temporary files.
@@ -82,7 +82,7 @@ def write_marker(data_dir: Path, instance_id: str, keys: int | None = None) -> M
     data_dir = Path(data_dir)
     files = data_files(data_dir)
     newest = max((mtime for _, mtime in files.values()), default=0)
-    saved_at = datetime.fromtimestamp(newest / 1e9, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    saved_at = iso_time(datetime.fromtimestamp(newest / 1e9, UTC))
     marker = Marker(instance_id=instance_id, saved_at=saved_at, files=files, keys=keys)
     tmp = data_dir / f"{MARKER_NAME}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)

@@ -26,7 +26,7 @@ from spot_redis.agent import dataset
 from spot_redis.agent.announce import Announcer
 from spot_redis.agent.clients import Clients
 from spot_redis.agent.redis_ctl import COMMAND_TIMEOUT_S, SAVE_TIMEOUT_S, STOP_TIMEOUT_S, RedisControl
-from spot_redis.events import HOST_DRAINED
+from spot_redis.events import HOST_DRAINED, iso_time
 
 log = logging.getLogger("spot-redis-agent")
 
@@ -252,7 +252,7 @@ class Drain:
 
     def announce(self, notice: Any, report: DrainReport) -> None:
         detail: dict[str, Any] = {
-            "notice-time": iso_z(notice.time),
+            "notice-time": iso_time(notice.time),
             "steps": dict(report.steps),
             "failed-steps": list(report.failed),
             "drain-seconds": report.drain_seconds,
@@ -291,7 +291,3 @@ class Drain:
         outcome = f"failed steps: {', '.join(report.failed)}" if report.failed else "every step succeeded"
         margin = f"{left:.0f} s before the interruption" if left >= 0 else f"{-left:.0f} s after the notice's time"
         log.warning("drained in %.2f s, %s; %s", report.drain_seconds, margin, outcome)
-
-
-def iso_z(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

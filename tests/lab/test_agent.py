@@ -4,10 +4,8 @@ against the fake metadata service, and the drain on a Spot interruption notice, 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
-import boto3
 import pytest
 
 from lab import cloud, control, imds, topology
@@ -29,10 +27,7 @@ def account() -> cloud.Account:
 
 @pytest.fixture(scope="module")
 def aws(lab) -> dict:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    make = lambda name: boto3.client(name, region_name=lab["LAB_AWS_REGION"], endpoint_url=lab["LAB_AWS_ENDPOINT_URL"])  # noqa: E731
-    return {name: make(name) for name in ("ec2", "autoscaling", "servicediscovery", "sqs")}
+    return cloud.clients()
 
 
 class Events:

@@ -95,6 +95,16 @@ def custom_event(
     }
 
 
+class ManualClock:
+    """A monotonic clock that moves only when a test sets ``now``."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class FakeContext:
     """A Lambda context: the fields Powertools reads, and a remaining time (ms) that tests can set."""
@@ -288,6 +298,28 @@ def fallback_topic_with_queue(name: str = "spot-redis-fallback") -> tuple[str, s
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     return topic, queue
+
+
+def cloudmap_service(vpc_id: str) -> str:
+    """The stack's Cloud Map service `redis` (A records, TTL 10 s) in a private DNS namespace of the VPC."""
+    cloudmap = client("servicediscovery")
+    cloudmap.create_private_dns_namespace(Name="spot-redis.internal", Vpc=vpc_id)
+    namespace_id = cloudmap.list_namespaces()["Namespaces"][0]["Id"]
+    return cloudmap.create_service(
+        Name="redis", NamespaceId=namespace_id, DnsConfig={"DnsRecords": [{"Type": "A", "TTL": 10}]}
+    )["Service"]["Id"]
+
+
+def own_events_queue() -> str:
+    """An SQS queue that an EventBridge rule fills with every spot-redis event of the default bus (moto cannot
+    deliver to a Lambda target); returns its URL."""
+    sqs = client("sqs")
+    queue_url = sqs.create_queue(QueueName="own-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = client("events")
+    events.put_rule(Name="spot-redis-own", EventPattern=json.dumps({"source": [SOURCE]}))
+    events.put_targets(Rule="spot-redis-own", Targets=[{"Id": "probe", "Arn": queue_arn}])
+    return queue_url
 
 
 def queue_messages(queue_url: str) -> list[dict[str, Any]]:

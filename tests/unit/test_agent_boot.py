@@ -329,8 +329,8 @@ def world(tmp_path: Path) -> Iterator[World]:
                 instance_id=instance["InstanceId"],
                 private_ip=instance["PrivateIpAddress"],
                 volume_id=volume_id,
-                service_id=_service(vpc_id),
-                queue_url=_queue_for_own_events(),
+                service_id=support.cloudmap_service(vpc_id),
+                queue_url=support.own_events_queue(),
             )
 
 
@@ -338,25 +338,6 @@ def _parameters() -> None:
     ssm = support.client("ssm")
     for name, value in SECRETS.items():
         ssm.put_parameter(Name=f"{PREFIX}/{name}", Value=value, Type="SecureString")
-
-
-def _service(vpc_id: str) -> str:
-    cloudmap = support.client("servicediscovery")
-    cloudmap.create_private_dns_namespace(Name="spot-redis.internal", Vpc=vpc_id)
-    namespace_id = cloudmap.list_namespaces()["Namespaces"][0]["Id"]
-    return cloudmap.create_service(
-        Name="redis", NamespaceId=namespace_id, DnsConfig={"DnsRecords": [{"Type": "A", "TTL": 10}]}
-    )["Service"]["Id"]
-
-
-def _queue_for_own_events() -> str:
-    sqs = support.client("sqs")
-    queue_url = sqs.create_queue(QueueName="own-events")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events = support.client("events")
-    events.put_rule(Name="spot-redis-own", EventPattern=json.dumps({"source": ["spot-redis"]}))
-    events.put_targets(Rule="spot-redis-own", Targets=[{"Id": "probe", "Arn": queue_arn}])
-    return queue_url
 
 
 def _host_ready(event: dict[str, Any], world: World, dataset_: Dataset) -> dict[str, Any]:

@@ -191,7 +191,7 @@ def world(tmp_path: Path) -> Iterator[World]:
             private_ip=private_ip,
             volume_id=_attached_volume(instance_id),
             service_id=_registered_service(vpc_id, private_ip),
-            queue_url=_queue_for_own_events(),
+            queue_url=support.own_events_queue(),
             run=FakeRun(data_dir),
         )
 
@@ -227,24 +227,11 @@ def _attached_volume(instance_id: str) -> str:
 
 
 def _registered_service(vpc_id: str, address: str) -> str:
-    cloudmap = support.client("servicediscovery")
-    cloudmap.create_private_dns_namespace(Name="spot-redis.internal", Vpc=vpc_id)
-    namespace_id = cloudmap.list_namespaces()["Namespaces"][0]["Id"]
-    service_id = cloudmap.create_service(
-        Name="redis", NamespaceId=namespace_id, DnsConfig={"DnsRecords": [{"Type": "A", "TTL": 10}]}
-    )["Service"]["Id"]
-    cloudmap.register_instance(ServiceId=service_id, InstanceId="redis-host", Attributes={"AWS_INSTANCE_IPV4": address})
+    service_id = support.cloudmap_service(vpc_id)
+    support.client("servicediscovery").register_instance(
+        ServiceId=service_id, InstanceId="redis-host", Attributes={"AWS_INSTANCE_IPV4": address}
+    )
     return service_id
-
-
-def _queue_for_own_events() -> str:
-    sqs = support.client("sqs")
-    queue_url = sqs.create_queue(QueueName="own-events")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events = support.client("events")
-    events.put_rule(Name="spot-redis-own", EventPattern=json.dumps({"source": ["spot-redis"]}))
-    events.put_targets(Rule="spot-redis-own", Targets=[{"Id": "probe", "Arn": queue_arn}])
-    return queue_url
 
 
 # --- the happy path -----------------------------------------------------------------------------------------------

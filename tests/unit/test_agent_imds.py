@@ -15,18 +15,11 @@ from spot_redis.agent.imds import (
     parse_interruption_notice,
     parse_rebalance_recommendation,
 )
+from tests.unit.lambda_support import ManualClock
 
 HOST = "127.0.0.1"
 NOW = datetime(2026, 11, 20, 5, 12, 40, tzinfo=UTC)
 MAC = "02:00:0a:d5:25:0b"
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -49,7 +42,7 @@ def test_one_token_with_a_ttl_serves_many_requests(server):
 
 
 def test_the_token_is_renewed_before_it_expires(server):
-    clock = Clock()
+    clock = ManualClock()
     imds = Imds(server.url, token_ttl_s=600, clock=clock)
     imds.instance_id()
     clock.now += 539  # more than a minute (the larger of a tenth and 60 s) is left: keep it

@@ -16,22 +16,15 @@ from lab.imds import (
     read_host,
     write_host,
 )
+from tests.unit.lambda_support import ManualClock
 
 HOST = "127.0.0.1"
 NOW = datetime(2026, 11, 20, 5, 12, 40, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return ManualClock()
 
 
 @pytest.fixture
