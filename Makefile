@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 HOST_PACKAGES := python3-venv debootstrap systemd-container e2fsprogs mount openssh-client openssl iproute2 redis-tools
 LAB_INVENTORY := inventories/lab
 
-.PHONY: lab lab-up converge verify bench bench-alerts lab-down test unit lab-test lint host-packages
+.PHONY: lab lab-up converge verify drill bench bench-alerts lab-down test unit lab-test lint host-packages
 
 lab: ## boot the lab, configure it, verify it, and leave it running
 	$(MAKE) --no-print-directory lab-up
@@ -24,6 +24,12 @@ converge: $(VENV)/.installed
 
 verify: $(VENV)/.installed
 	pytest tests/verify --hosts=ansible://all --ansible-inventory=$(LAB_INVENTORY)
+
+DRILL ?= notice
+drill: ## a Spot interruption drill in the lab (DRILL=notice|hard-kill|lost-disk), from a running lab or from nothing
+	@if [ -f .lab/env ] && [ -f .lab/aws.json ]; then $(MAKE) --no-print-directory lab-up; \
+	  else $(MAKE) --no-print-directory lab; fi
+	python3 -m lab drill --variant $(DRILL)
 
 bench: ## throughput of the role's Redis against Debian's stock config, on a running lab
 	python3 -m lab.bench

@@ -38,6 +38,30 @@ def register_replaces() -> None:
     ServiceDiscoveryBackend.register_instance = register_instance
 
 
+# An instance tagged so is terminated as EC2 ends a reclaimed Spot instance (lab/drill.py tags it): moto has no other
+# way to end one, and says "user initiated" for every termination.
+SPOT_RECLAIM_TAG = "lab:reclaimed-by-spot"
+SPOT_TERMINATION = "Server.SpotInstanceTermination"
+
+
+def spot_reclaims() -> None:
+    """Give a terminated instance tagged SPOT_RECLAIM_TAG the state reason EC2 gives a reclaimed Spot instance."""
+    from moto.ec2.models.instances import Instance, StateReason
+
+    terminate = Instance.terminate
+    if getattr(terminate, "spot_reclaims", False):
+        return
+
+    def terminate_as_ec2_would(self):
+        previous = terminate(self)
+        if any(tag["key"] == SPOT_RECLAIM_TAG for tag in self.get_tags()):
+            self.state_reason = StateReason(f"{SPOT_TERMINATION}: Spot instance termination", SPOT_TERMINATION)
+        return previous
+
+    terminate_as_ec2_would.spot_reclaims = True
+    Instance.terminate = terminate_as_ec2_would
+
+
 def start(address: str, port: int):
     """moto's ThreadedMotoServer, started on address:port (port 0: any free one); .stop() it.
 
@@ -100,6 +124,7 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     register_replaces()
+    spot_reclaims()
     server = start(address.strip("[]"), int(port))
     print(f"aws_api: moto listening on {url_of(server)}", flush=True)
     while not stop.wait(1):

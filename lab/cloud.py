@@ -50,6 +50,9 @@ class Account:
     service_id: str = ""
     namespace_id: str = ""
     queue_url: str = ""
+    current_host: str = ""  # the lab host that is the group's instance now (a drill replaces it)
+    lambdas: dict[str, str] = field(default_factory=dict)  # the Lambdas' settings, as their environment
+    lambda_queues: dict[str, str] = field(default_factory=dict)  # function -> the queue its rules deliver to
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -60,6 +63,10 @@ class Account:
             return cls(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             return None
+
+    def instance_of(self, host: str) -> str:
+        """The newest instance id the lab host stood for."""
+        return [instance for instance, name in self.instances.items() if name == host][-1]
 
     def settings(self, host: str) -> HostSettings:
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.hosts[host].items()}
@@ -72,7 +79,8 @@ def clients() -> dict:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     make = lambda name: boto3.client(name, region_name=REGION, endpoint_url=AWS_API_URL)  # noqa: E731
-    return {name: make(name) for name in ("ec2", "autoscaling", "s3", "ssm", "servicediscovery", "events", "sqs")}
+    services = ("ec2", "autoscaling", "s3", "ssm", "servicediscovery", "events", "sqs", "ecs", "dynamodb", "sns")
+    return {name: make(name) for name in services}
 
 
 def is_seeded(aws: dict, account: Account | None) -> bool:
@@ -115,6 +123,7 @@ def seed(
     group = aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=[account.group_name])
     instance_id = group["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
     account.instances[instance_id] = node.name
+    account.current_host = node.name
     namespace_op = aws["servicediscovery"].create_private_dns_namespace(Name=NAMESPACE, Vpc=vpc_id)
     operation = aws["servicediscovery"].get_operation(OperationId=namespace_op["OperationId"])["Operation"]
     account.namespace_id = operation["Targets"]["NAMESPACE"]
@@ -141,7 +150,71 @@ def seed(
         monitoring_addresses=tuple(n.address for n in topology.NODES if n.name.startswith("monitor-")),
     )  # fmt: skip
     account.hosts[node.name] = asdict(settings)
+    account.lambdas = seed_lambda_resources(aws, vpc_id=vpc_id, subnet_id=subnet_id, prefix=prefix)
+    account.lambda_queues = seed_lambda_routes(aws, account)
     return account
+
+
+def seed_lambda_resources(aws: dict, *, vpc_id: str, subnet_id: str, prefix: str) -> dict[str, str]:
+    """What the notify and warmup Lambdas use, as infra/alerting.py and infra/platform.py make it; returns the
+    functions' environment."""
+    dynamodb = aws["dynamodb"]
+    table = f"spot-redis-{STACK}-idempotency"
+    dynamodb.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    )  # fmt: skip
+    ttl = {"Enabled": True, "AttributeName": "expiration"}
+    dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
+    topic_arn = aws["sns"].create_topic(Name=f"spot-redis-{STACK}-fallback")["TopicArn"]
+    cluster_arn = aws["ecs"].create_cluster(clusterName=f"spot-redis-{STACK}")["cluster"]["clusterArn"]
+    task_definition_arn = aws["ecs"].register_task_definition(
+        family=f"spot-redis-{STACK}-warmup",
+        # Not "awsvpc" as in the stack: moto 5.2.5 fails making a task's network interface. The network settings
+        # the function asks for are kept by the lab's event bus instead (.lab/run-task.jsonl).
+        networkMode="bridge", cpu="256", memory="512",
+        containerDefinitions=[{"name": "warmup", "image": "warmup:latest", "essential": True, "memory": 512}],
+    )["taskDefinition"]["taskDefinitionArn"]  # fmt: skip
+    group_id = aws["ec2"].create_security_group(
+        GroupName=f"spot-redis-{STACK}-warmup", Description="the warm-up task: nothing inbound", VpcId=vpc_id
+    )["GroupId"]
+    return {
+        "STACK_NAME": STACK, "IDEMPOTENCY_TABLE": table, "FALLBACK_TOPIC_ARN": topic_arn,
+        "SLACK_WEBHOOK_PARAM": f"{prefix}/slack-webhook-url", "CLUSTER_ARN": cluster_arn,
+        "TASK_DEFINITION_ARN": task_definition_arn, "SUBNET_IDS": subnet_id, "SECURITY_GROUP_IDS": group_id,
+    }  # fmt: skip
+
+
+def lambda_rules(account: Account) -> dict[str, list[dict]]:
+    """The event patterns of infra/alerting.py's rules, by the function they drive (those the lab's events reach)."""
+    from infra import event_patterns
+
+    cluster_arn = account.lambdas["CLUSTER_ARN"]
+    family = account.lambdas["TASK_DEFINITION_ARN"].rsplit("/", 1)[-1].split(":", 1)[0]
+    return {
+        "notify": [
+            event_patterns.spot_warnings(),
+            event_patterns.instance_state_changes(),
+            event_patterns.launch_failures(account.group_name),
+            event_patterns.stack_events(STACK),
+        ],
+        "warmup": [event_patterns.dataset_events(STACK), event_patterns.warmup_task_stopped(cluster_arn, family)],
+    }
+
+
+def seed_lambda_routes(aws: dict, account: Account) -> dict[str, str]:
+    """One queue per function, fed by the function's rules on the local EventBridge: lab/event_bus.py reads them
+    and invokes the function. Returns function -> queue URL."""
+    queues = {}
+    for function, patterns in lambda_rules(account).items():
+        url = aws["sqs"].create_queue(QueueName=f"spot-redis-{STACK}-{function}")["QueueUrl"]
+        arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for number, pattern in enumerate(patterns):
+            rule = f"spot-redis-{STACK}-{function}-{number}"
+            aws["events"].put_rule(Name=rule, EventPattern=json.dumps(pattern))
+            aws["events"].put_targets(Rule=rule, Targets=[{"Id": function, "Arn": arn}])
+        queues[function] = url
+    return queues
 
 
 def host_metadata(node: topology.Node, instance_id: str) -> dict:
@@ -169,12 +242,18 @@ def container_pid(nspawn_pid: int) -> int | None:
 
 def loop_device(image: str) -> str:
     """The loop device backed by this disk image, made once."""
-    found = subprocess.run(["losetup", "-j", image], capture_output=True, text=True, check=True).stdout.split(":", 1)
-    if found[0]:
+    found = loop_devices(image)
+    if found:
         return found[0]
     return subprocess.run(
         ["losetup", "--find", "--show", image], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def loop_devices(image: str) -> list[str]:
+    """Every loop device backed by this disk image."""
+    found = subprocess.run(["losetup", "-j", image], capture_output=True, text=True, check=False).stdout
+    return [line.split(":", 1)[0] for line in found.splitlines() if line]
 
 
 def device_name(volume_id: str) -> str:

@@ -6,6 +6,7 @@
     python -m lab info    how to connect
     python -m lab notice HOST [--in SECONDS]   give an agent-booted host a Spot interruption notice
     python -m lab rebalance HOST               give it a rebalance recommendation
+    python -m lab drill [--variant V]          an interruption drill: notice, hard-kill or lost-disk (lab/drill.py)
 
 Must run as root, from the repository's root. Why each step is the way it is: the comments beside it.
 """
@@ -45,6 +46,7 @@ AWS_API_SCRIPT = "lab/aws_api.py"
 IMDS_SCRIPT = "lab/imds.py"
 WHEELS_SCRIPT = "lab/wheelhouse.py"
 SEAM_SCRIPT = "lab/volume_seam.py"
+EVENT_BUS_SCRIPT = "lab/event_bus.py"
 AGENT_BOOT_TIMEOUT_S = 900
 DATA_DISK_PREFIX = "srlab-data-"  # names the lab's disk images and their mount points, whatever the checkout's path
 PASSWORDS = ("redis_admin_password", "redis_app_password", "redis_monitor_password")
@@ -307,7 +309,8 @@ def daemon_pids(script: str, port: int) -> list[int]:
 def lab_daemon_pids() -> list[int]:
     daemons = ((PROXY_SCRIPT, topology.APT_PROXY_PORT), (SINK_SCRIPT, topology.SINK_PORT),
                (AWS_API_SCRIPT, topology.AWS_API_PORT), (IMDS_SCRIPT, topology.IMDS_PORT),
-               (WHEELS_SCRIPT, topology.WHEELS_PORT), (SEAM_SCRIPT, topology.AWS_API_PORT))  # fmt: skip
+               (WHEELS_SCRIPT, topology.WHEELS_PORT), (SEAM_SCRIPT, topology.AWS_API_PORT),
+               (EVENT_BUS_SCRIPT, topology.AWS_API_PORT))  # fmt: skip
     return [pid for script, port in daemons for pid in daemon_pids(script, port)]
 
 
@@ -377,9 +380,10 @@ def prepare_agent_rootfs(rootfs: Path) -> None:
 
 
 def ensure_cloud(passwords: dict[str, str]) -> cloud.Account | None:
-    """The local AWS API, the metadata service, the wheelhouse and the volume seam; the stack's resources in it."""
-    agent_nodes = [node for node in HOSTS if node.agent]
-    if not agent_nodes:
+    """The local AWS API, the metadata service, the wheelhouse, the volume seam and the event bus (the Lambdas);
+    the stack's resources in it."""
+    first_host = next((node for node in HOSTS if node.agent), None)  # the group's first instance
+    if first_host is None:
         return None
     from infra.bootstrap import ansible_core_pin, bundle_archive, bundle_files
     from lab import aws_api, imds, wheelhouse
@@ -394,7 +398,8 @@ def ensure_cloud(passwords: dict[str, str]) -> cloud.Account | None:
     account = cloud.Account.load(STATE / "aws.json")
     reseeded = not cloud.is_seeded(aws, account)
     if reseeded:
-        (node,) = agent_nodes  # one Auto Scaling group, one host: the stack's shape
+        stop(daemon_pids(EVENT_BUS_SCRIPT, topology.AWS_API_PORT))  # it holds the ids of the API's last life
+        node = first_host  # one Auto Scaling group, one host: the stack's shape
         secrets = {"redis/admin-password": passwords["redis_admin_password"],
                    "redis/app-password": passwords["redis_app_password"],
                    "redis/monitor-password": passwords["redis_monitor_password"],
@@ -406,12 +411,18 @@ def ensure_cloud(passwords: dict[str, str]) -> cloud.Account | None:
         )
         account.save(STATE / "aws.json")
         log(f"local AWS API: stack {cloud.STACK} seeded at {cloud.AWS_API_URL}")
-    for instance_id, name in account.instances.items():
-        node = topology.node(name)
-        if reseeded or imds.read_host(STATE / "imds", node.address) is None:
-            imds.write_host(STATE / "imds", node.address, **cloud.host_metadata(node, instance_id))
+    node = topology.node(account.current_host)
+    if reseeded or imds.read_host(STATE / "imds", node.address) is None:
+        imds.write_host(STATE / "imds", node.address, **cloud.host_metadata(node, account.instance_of(node.name)))
     ensure_daemon(SEAM_SCRIPT, topology.AWS_API_PORT, f"--state={STATE}")
+    ensure_daemon(EVENT_BUS_SCRIPT, topology.AWS_API_PORT, f"--state={STATE}")
     return account
+
+
+def hosts_to_run(account: cloud.Account | None) -> list[Node]:
+    """The hosts `up` boots: every booting host that is not an agent host, and the group's instance now."""
+    current = account.current_host if account else None
+    return [node for node in NODES if (node.boots and not node.agent) or node.name == current]
 
 
 def boot_through_agent(node: Node, account: cloud.Account) -> None:
@@ -477,7 +488,8 @@ def read_env() -> dict[str, str]:
 
 
 def write_env(passwords: dict[str, str], account: cloud.Account | None = None) -> None:
-    redis, monitor = topology.node("redis-1"), topology.node("monitor-1")
+    redis = topology.node(account.current_host if account else "redis-1")
+    monitor = topology.node("monitor-1")
     env = {
         "REDIS_HOST": redis.address,
         "REDIS_PORT": "6379",
@@ -506,6 +518,19 @@ def write_env(passwords: dict[str, str], account: cloud.Account | None = None) -
 # --- commands -------------------------------------------------------------------------------------------------
 
 
+def write_known_hosts(hosts: list[Node]) -> None:
+    lines = [line for node in hosts for line in known_hosts_lines(node)]
+    (STATE / "ssh/known_hosts").write_text("\n".join(lines) + "\n")
+
+
+def wait_until_running(node: Node, deadline: float) -> None:
+    wait_for_ssh(node, deadline)
+    state = ssh(node, "timeout", "60", "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
+    if state != "running":
+        raise SystemExit(f"lab: {node.name}: systemd says {state!r}, not running; see {host_dir(node)}/console.log")
+    log(f"{node.name}: SSH answers, systemd says {state}")
+
+
 def check_no_foreign_hosts() -> None:
     """Refuse to adopt hosts that another checkout's lab booted: their keys and disks are not ours."""
     for name, (_, directory) in nspawn_hosts().items():
@@ -528,24 +553,19 @@ def up() -> None:
     for node in NODES:
         ensure_netns(node)
     running = nspawn_hosts()
-    known_hosts = []
-    for node in HOSTS:
+    hosts = hosts_to_run(account)
+    for node in hosts:
         rootfs = ensure_rootfs(node, image)
-        known_hosts += known_hosts_lines(node)
         if node.name in running:
             log(f"{node.name}: already running")
         else:
             log(f"{node.name}: booting at {node.address}")
             boot(node, rootfs)
-    (STATE / "ssh/known_hosts").write_text("\n".join(known_hosts) + "\n")
+    write_known_hosts(hosts)
     deadline = time.monotonic() + BOOT_TIMEOUT_S
-    for node in HOSTS:
-        wait_for_ssh(node, deadline)
-        state = ssh(node, "timeout", "60", "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
-        if state != "running":
-            raise SystemExit(f"lab: {node.name}: systemd says {state!r}, not running; see {host_dir(node)}/console.log")
-        log(f"{node.name}: SSH answers, systemd says {state}")
-    for node in HOSTS:
+    for node in hosts:
+        wait_until_running(node, deadline)
+    for node in hosts:
         if node.agent:
             boot_through_agent(node, account)
     write_env(passwords, account)
@@ -635,9 +655,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m lab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("command", choices=("up", "down", "status", "info", "notice", "rebalance"))
+    parser.add_argument("command", choices=("up", "down", "status", "info", "notice", "rebalance", "drill"))
     parser.add_argument("host", nargs="?", help="notice, rebalance: the lab host (e.g. redis-1)")
     parser.add_argument("--in", dest="in_seconds", type=float, default=120, help="notice: seconds until the action")
+    parser.add_argument("--variant", default="notice", help="drill: notice, hard-kill or lost-disk")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("lab: must run as root (namespaces, mounts and systemd-nspawn need it)")
@@ -645,6 +666,11 @@ def main() -> None:
         if not args.host:
             parser.error(f"{args.command} needs a HOST")
         give_notice(args.host, args.in_seconds, rebalance=args.command == "rebalance")
+        return
+    if args.command == "drill":
+        from lab import drill
+
+        drill.main(args.variant)
         return
     {"up": up, "down": down, "status": status, "info": info}[args.command]()
 

@@ -47,6 +47,9 @@ class Node:
 
 NODES = (
     Node("redis-1", "10.213.37.11", boots=True, data_mount="/srv/redis", agent=True),
+    # The replacement instance of an interruption drill (lab/drill.py), booted by the drill, not by `lab up`; a
+    # drill from redis-2 replaces it with redis-1 again.
+    Node("redis-2", "10.213.37.12", data_mount="/srv/redis", agent=True),
     Node("monitor-1", "10.213.37.21", boots=True),
     # Redis and monitoring on one host, the cheapest AWS layout (inventories/lab-solo).
     Node("solo-1", "10.213.37.31", boots=True, data_mount="/srv/redis"),
