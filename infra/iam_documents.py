@@ -15,6 +15,13 @@ Action names, resource ARN formats and condition keys follow the Service Authori
 - EventBridge: PutEvents supports ``events:source``, a multivalued key (one value per entry of the request),
   hence ``ForAllValues:StringEquals`` as in the EventBridge example policies, plus a ``Null`` check so that a
   request without the key cannot match vacuously.
+- FIS: the experiment role of ``aws:ec2:send-spot-instance-interruptions`` needs ec2:SendSpotInstanceInterruptions
+  (instance resources, ``aws:ResourceTag`` supported) and ec2:DescribeInstances to resolve the target. Its trust
+  policy names the account's experiments (``aws:SourceAccount``, ``aws:SourceArn``) against the confused deputy.
+  Experiment logging to CloudWatch Logs is a "vended log" delivery (CloudWatch Logs guide, "Logs sent to CloudWatch
+  Logs"): logs:CreateLogDelivery, plus logs:PutResourcePolicy when the log group's resource policy does not yet let
+  delivery.logs.amazonaws.com write. The program writes that resource policy itself, so the role never gets
+  PutResourcePolicy (it would let the role rewrite every log resource policy of the account).
 """
 
 from __future__ import annotations
@@ -25,11 +32,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from spot_redis.events import SOURCE as EVENT_SOURCE
+from spot_redis.events import STACK_TAG as STACK_TAG_KEY
 
 PARTITION = "aws"
 POLICY_VERSION = "2012-10-17"
-STACK_TAG_KEY = "spot-redis:stack"
 ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"
+FIS_SERVICE = "fis.amazonaws.com"
+LOG_DELIVERY_SERVICE = "delivery.logs.amazonaws.com"
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
@@ -45,6 +54,12 @@ Statement = dict[str, Any]
 def _check(name: str, value: object, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def _stack(value: object) -> str:
+    if not isinstance(value, str) or not value or "*" in value or "?" in value:
+        raise ValueError(f"stack must be a non-empty name without wildcards, got {value!r}")
     return value
 
 
@@ -189,9 +204,7 @@ def host_policy(
 ) -> str:
     """The Spot host's role (AmazonSSMManagedInstanceCore is attached beside it): what the host agent
     (spot_redis/agent) calls at boot and in its drain."""
-    if not isinstance(stack, str) or not stack or "*" in stack or "?" in stack:
-        raise ValueError(f"stack must be a non-empty name without wildcards, got {stack!r}")
-    region, account_id = _region(region), _account(account_id)
+    stack, region, account_id = _stack(stack), _region(region), _account(account_id)
     volume = _arn("volume_arn", volume_arn, "ec2", "volume/")
     service = _arn("cloudmap_service_arn", cloudmap_service_arn, "servicediscovery", "service/")
     zone_id = _check(
@@ -353,6 +366,66 @@ def task_execution_policy(*, app_password_parameter_arn: str, region: str, accou
             _arn("app_password_parameter_arn", app_password_parameter_arn, "ssm", "parameter/"),
         ),
         _decrypt_parameters_via_ssm(region, account_id),
+    )
+
+
+def fis_trust_policy(*, region: str, account_id: str) -> str:
+    """Trust policy of a FIS experiment role: only this account's experiments in this region may assume it."""
+    region, account_id = _region(region), _account(account_id)
+    return _document(
+        {
+            "Sid": "AllowFisExperimentsOfThisAccountToAssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": FIS_SERVICE},
+            "Action": "sts:AssumeRole",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": account_id},
+                "ArnLike": {"aws:SourceArn": f"arn:{PARTITION}:fis:{region}:{account_id}:experiment/*"},
+            },
+        }
+    )
+
+
+def drill_policy(*, stack: str, region: str, account_id: str) -> str:
+    """The drill's FIS experiment role: send a Spot interruption notice to this stack's instances only, and set up
+    the experiment's log delivery (the log group's resource policy is :func:`log_delivery_policy`)."""
+    stack, region, account_id = _stack(stack), _region(region), _account(account_id)
+    return _document(
+        _statement(
+            "InterruptOnlyStackInstances",
+            ["ec2:SendSpotInstanceInterruptions"],
+            f"arn:{PARTITION}:ec2:{region}:{account_id}:instance/*",
+            {"StringEquals": {f"aws:ResourceTag/{STACK_TAG_KEY}": stack}},
+        ),
+        _describe_ec2(region, ["ec2:DescribeInstances"]),
+        _statement("CreateLogDeliveryNoResourceLevelPermissions", ["logs:CreateLogDelivery"], "*"),
+        # What log delivery reads to find the resource policy already there. The CloudWatch Logs guide asks for
+        # `log-group:*` on these (not one group's ARN).
+        _statement(
+            "ReadLogResourcePoliciesForDelivery",
+            ["logs:DescribeLogGroups", "logs:DescribeResourcePolicies"],
+            f"arn:{PARTITION}:logs:{region}:{account_id}:log-group:*",
+        ),
+    )
+
+
+def log_delivery_policy(*, log_group_arn: str, region: str, account_id: str) -> str:
+    """CloudWatch Logs resource policy: AWS log delivery (on behalf of this account's resources) may write to one log
+    group, as the policy CloudWatch Logs would create itself for a vended log delivery."""
+    region, account_id = _region(region), _account(account_id)
+    group = _arn("log_group_arn", log_group_arn.removesuffix(":*"), "logs", "log-group:")
+    return _document(
+        {
+            "Sid": "AllowLogDeliveryToWriteOneGroup",
+            "Effect": "Allow",
+            "Principal": {"Service": LOG_DELIVERY_SERVICE},
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"{group}:log-stream:*",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": account_id},
+                "ArnLike": {"aws:SourceArn": f"arn:{PARTITION}:logs:{region}:{account_id}:*"},
+            },
+        }
     )
 
 

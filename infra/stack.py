@@ -12,6 +12,7 @@ from infra.alerting import Alerting
 from infra.bundle import AnsibleBundle
 from infra.compute import SpotHost
 from infra.config import load_config, load_secrets
+from infra.drill import InterruptionDrill
 from infra.network import SecurityGroups
 from infra.parameters import Parameters
 from infra.platform import Platform
@@ -63,6 +64,7 @@ def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> 
         subnet_ids=[config.subnet_id],
         security_group_ids=[network.warmup.id],
     )
+    drill = InterruptionDrill("drill", config, account_id=account_id)
 
     outputs = {
         "redisDnsName": config.redis_dns_name,
@@ -73,6 +75,7 @@ def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> 
         "clusterName": platform.cluster.name,
         "ecrRepositoryUrl": platform.repository.repository_url,
         "failedEventsQueueUrl": alerting.failed_events.url,
+        "drillExperimentTemplateId": drill.template.id,
     }
     for name, value in outputs.items():
         pulumi.export(name, value)

@@ -11,7 +11,10 @@ from parliament import iam_definition
 from infra import iam_documents
 from infra.iam_documents import (
     assume_role_policy,
+    drill_policy,
+    fis_trust_policy,
     host_policy,
+    log_delivery_policy,
     notify_policy,
     task_execution_policy,
     tls_only_bucket_policy,
@@ -59,11 +62,13 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
         "autoscaling:DescribeScalingActivities",
         "autoscaling:DescribeAutoScalingInstances",
         "servicediscovery:GetOperation",
+        "logs:CreateLogDelivery",
     }
 )
 
 FAILURE_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:spot-redis-staging-failed-events"
 ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:spot-redis-staging-failed-events-waiting"
+DRILL_LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/spot-redis/{STACK}/drill"
 
 
 def _host(**overrides: Any) -> str:
@@ -118,6 +123,19 @@ def _task_execution(**overrides: Any) -> str:
     return task_execution_policy(**(kwargs | overrides))
 
 
+def _drill(**overrides: Any) -> str:
+    return drill_policy(**({"stack": STACK, "region": REGION, "account_id": ACCOUNT} | overrides))
+
+
+def _fis_trust(**overrides: Any) -> str:
+    return fis_trust_policy(**({"region": REGION, "account_id": ACCOUNT} | overrides))
+
+
+def _log_delivery(**overrides: Any) -> str:
+    kwargs = {"log_group_arn": DRILL_LOG_GROUP_ARN, "region": REGION, "account_id": ACCOUNT}
+    return log_delivery_policy(**(kwargs | overrides))
+
+
 DOCUMENTS: dict[str, str] = {
     **{f"trust-{service}": assume_role_policy(service) for service in SERVICES},
     "host": _host(),
@@ -125,10 +143,14 @@ DOCUMENTS: dict[str, str] = {
     "warmup": _warmup(),
     "task-execution": _task_execution(),
     "bundle-bucket": tls_only_bucket_policy(BUNDLE_BUCKET_ARN),
+    "trust-fis-experiments": _fis_trust(),
+    "drill": _drill(),
+    "drill-log-delivery": _log_delivery(),
 }
-# The roles' permission policies (identity policies): not the trust policies, not the bucket policy.
+RESOURCE_POLICIES = {"bundle-bucket", "drill-log-delivery"}
+# The roles' permission policies (identity policies): not the trust policies, not the resource policies.
 PERMISSION_DOCUMENTS = {
-    name: doc for name, doc in DOCUMENTS.items() if not name.startswith("trust-") and name != "bundle-bucket"
+    name: doc for name, doc in DOCUMENTS.items() if not name.startswith("trust-") and name not in RESOURCE_POLICIES
 }
 
 
@@ -436,6 +458,50 @@ def test_task_execution_reads_only_the_app_password() -> None:
     assert {a for s in _statements(document) for a in _as_list(s["Action"])} == {"ssm:GetParameters", "kms:Decrypt"}
 
 
+# --- the drill's FIS experiment ----------------------------------------------------------------------------------
+
+
+def test_the_drill_interrupts_only_the_stacks_instances() -> None:
+    (statement,) = _allowing(_drill(), "ec2:SendSpotInstanceInterruptions")
+    assert statement["Resource"] == f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/*"
+    assert statement["Condition"] == {"StringEquals": {"aws:ResourceTag/spot-redis:stack": STACK}}
+    (describe,) = _allowing(_drill(), "ec2:DescribeInstances")
+    assert describe["Condition"] == {"StringEquals": {"ec2:Region": REGION}}
+
+
+def test_the_drill_role_sets_up_log_delivery_but_cannot_rewrite_log_resource_policies() -> None:
+    document = _drill()
+    assert _resources(_allowing(document, "logs:CreateLogDelivery")) == {"*"}
+    for action in ("logs:DescribeLogGroups", "logs:DescribeResourcePolicies"):
+        assert _resources(_allowing(document, action)) == {f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:*"}
+    actions = {a for s in _statements(document) for a in _as_list(s["Action"])}
+    assert actions == {
+        "ec2:SendSpotInstanceInterruptions",
+        "ec2:DescribeInstances",
+        "logs:CreateLogDelivery",
+        "logs:DescribeLogGroups",
+        "logs:DescribeResourcePolicies",
+    }
+
+
+def test_only_this_accounts_experiments_may_assume_the_drill_role() -> None:
+    (statement,) = _statements(_fis_trust())
+    assert statement["Principal"] == {"Service": "fis.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:fis:{REGION}:{ACCOUNT}:experiment/*"},
+    }
+
+
+def test_log_delivery_may_write_only_the_drill_log_group() -> None:
+    (statement,) = _statements(_log_delivery())
+    assert statement["Principal"] == {"Service": "delivery.logs.amazonaws.com"}
+    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert statement["Resource"] == f"{DRILL_LOG_GROUP_ARN}:log-stream:*"
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+
+
 def test_bundle_bucket_refuses_requests_without_tls() -> None:
     (statement,) = _statements(tls_only_bucket_policy(BUNDLE_BUCKET_ARN))
     assert statement["Effect"] == "Deny"
@@ -452,6 +518,7 @@ def test_equivalent_input_forms_give_the_same_document() -> None:
     assert _host(hosted_zone_id=f"/hostedzone/{HOSTED_ZONE_ID}") == _host()
     assert _notify(log_group_arn=f"{NOTIFY_LOG_GROUP_ARN}:*") == _notify()
     assert _warmup(task_definition_family_arn=f"{TASK_FAMILY_ARN}:7") == _warmup()
+    assert _log_delivery(log_group_arn=f"{DRILL_LOG_GROUP_ARN}:*") == _log_delivery()
 
 
 class _NotAString:  # stands for a pulumi.Output passed by mistake outside .apply
@@ -479,6 +546,11 @@ class _NotAString:  # stands for a pulumi.Output passed by mistake outside .appl
         (_warmup, {"cluster_arn": "spot-redis-staging"}),
         (_warmup, {"pass_role_arns": [f"arn:aws:iam::{ACCOUNT}:role/*"]}),
         (_task_execution, {"app_password_parameter_arn": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/*"}),
+        (_drill, {"stack": "*"}),
+        (_drill, {"region": "tokyo"}),
+        (_fis_trust, {"account_id": "12345"}),
+        (_log_delivery, {"log_group_arn": TABLE_ARN}),
+        (_log_delivery, {"log_group_arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:*"}),
     ],
 )
 def test_bad_inputs_are_refused(build: Any, overrides: dict[str, Any]) -> None:

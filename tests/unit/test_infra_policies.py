@@ -114,7 +114,7 @@ def test_dlm_keeps_at_least_one_snapshot(run):
 
 def test_every_log_group_has_a_retention(run):
     groups = run.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len(groups) == 3
+    assert len(groups) == 4
     assert all(group.inputs.get("retentionInDays") == 30 for group in groups)
 
 
@@ -145,6 +145,7 @@ def test_the_program_makes_the_iam_documents_expected(run):
         "platform-warmup-execution.assumeRolePolicy",
         "notify-role.assumeRolePolicy",
         "warmup-role.assumeRolePolicy",
+        "drill-role.assumeRolePolicy",
     }
     assert {
         "host-policy.policy",
@@ -152,6 +153,7 @@ def test_the_program_makes_the_iam_documents_expected(run):
         "warmup-policy.policy",
         "platform-warmup-execution-secrets.policy",
         "bundle-tls-only.policy",
+        "drill-policy.policy",
     } <= names
 
 

@@ -40,7 +40,16 @@ def test_the_example_stack_declares_every_concern(run):
     components = {resource.type for resource in run.resources if resource.type.startswith("spot-redis:")}
     assert components == {
         f"spot-redis:stack:{kind}"
-        for kind in ("SecurityGroups", "DataVolume", "Parameters", "AnsibleBundle", "Platform", "SpotHost", "Alerting")
+        for kind in (
+            "SecurityGroups",
+            "DataVolume",
+            "Parameters",
+            "AnsibleBundle",
+            "Platform",
+            "SpotHost",
+            "Alerting",
+            "InterruptionDrill",
+        )
     }
 
 
@@ -53,6 +62,8 @@ def test_stack_outputs(run):
     assert outputs["bundleBucket"] == "spot-redis-example-bucket0001"
     assert outputs["clusterName"] == "spot-redis-example-batch"
     assert outputs["ecrRepositoryUrl"].endswith(".amazonaws.com/spot-redis-example-warmup")
+    template = run.one("aws:fis/experimentTemplate:ExperimentTemplate")
+    assert outputs["drillExperimentTemplateId"] == template.outputs["id"]
 
 
 # --- security groups -------------------------------------------------------------------------------------------
