@@ -147,9 +147,13 @@ class GroupStandIn:
         self.reclaimed = False
         self.booting: threading.Thread | None = None
         self.boot_error: BaseException | None = None
+        self.members_before: set[str] = set()
 
     def interrupt(self) -> float:
         """Start the variant's interruption; returns its time (epoch seconds)."""
+        self.members_before = set(self._members())
+        if self.old_id not in self.members_before:
+            raise DrillError(f"{self.old_id} ({self.old.name}) is not in the group {self.account.group_name}")
         interrupted_at = time.time()
         if self.variant == "notice":
             notice = imds.give_notice(STATE / "imds", self.old.address, in_seconds=NOTICE_LEAD_S)
@@ -213,8 +217,9 @@ class GroupStandIn:
             self.reclaim(through_group=self._in_group(self.old_id))
         if self.booting is None:
             members = self._members()
-            if self.old_id not in members and members:
-                self.launch(members[0])
+            launched = [member for member in members if member not in self.members_before]
+            if self.old_id not in members and launched:
+                self.launch(launched[0])
 
     def launch(self, instance_id: str) -> None:
         self.new_id = instance_id

@@ -18,6 +18,14 @@ RECAP = re.compile(
 )
 
 
+DRILL_TESTS = "test_drill.py"
+
+
+def pytest_collection_modifyitems(items):
+    """The drills run last: each replaces the Redis host that the other tests know as redis-1."""
+    items.sort(key=lambda item: item.path.name == DRILL_TESTS)
+
+
 @pytest.fixture(scope="session")
 def lab() -> dict[str, str]:
     if not (control.STATE / "env").exists():

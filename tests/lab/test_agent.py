@@ -131,13 +131,20 @@ def test_a_spot_notice_drains_the_host_within_its_two_minutes(aws, account, even
         wait_for("the device taken from the host", lambda: on_redis_host("ls /dev/disk/by-id", check=False)
                  .stdout.strip() == "", 10, every_s=0.5)  # fmt: skip
     finally:
-        reboot_same_instance(on_redis_host, instance_id)
+        reboot_same_instance(on_redis_host, instance_id, aws, account)
     assert admin("GET", "drill:before-notice").stdout.strip() == "kept"
 
 
-def reboot_same_instance(on_redis_host, instance_id: str) -> None:
-    """Give the lab back its Redis: the notice withdrawn, the watcher forgets it, the boot attaches the volume again.
-    (The replacement host is the next issue's drill.)"""
+def reboot_same_instance(on_redis_host, instance_id: str, aws, account) -> None:
+    """Give the lab back its Redis: the notice withdrawn, the watcher forgets it, the boot attaches the volume again,
+    and the group takes the instance back in place of the replacement it launched (booting one is the drill's part,
+    tests/lab/test_drill.py)."""
+    autoscaling = aws["autoscaling"]
+    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[account.group_name])
+    for member in [i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"]]:
+        if member != instance_id:
+            autoscaling.terminate_instance_in_auto_scaling_group(InstanceId=member, ShouldDecrementDesiredCapacity=True)
+    autoscaling.attach_instances(InstanceIds=[instance_id], AutoScalingGroupName=account.group_name)
     imds.clear_notices(control.STATE / "imds", REDIS.address)
     on_redis_host(f"rm -f /var/lib/spot-redis/drained-{instance_id} && systemctl restart spot-redis-watch")
     on_redis_host(f"{AGENT} boot {LAB_OPTIONS} --no-ssm-agent >/dev/null 2>&1")
