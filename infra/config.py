@@ -65,6 +65,8 @@ class StackConfig:
     log_retention_days: int
     warmup_image_tag: str
     powertools_layer_version: int
+    on_demand_fallback: bool  # a Spot launch that fails for lack of capacity switches the group to on-demand
+    warmup_public_ip: bool  # the warm-up task gets a public address (a public subnet without NAT needs it)
 
     @property
     def tag(self) -> dict[str, str]:
@@ -113,6 +115,8 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
         log_retention_days=_log_retention(reader),
         warmup_image_tag=reader.string("warmupImageTag", default="latest"),
         powertools_layer_version=reader.integer("powertoolsLayerVersion", default=27, low=1, high=10_000),
+        on_demand_fallback=reader.boolean("onDemandFallback", default=True),
+        warmup_public_ip=reader.boolean("warmupPublicIp", default=True),
     )
     if not config.redis_allowed_cidrs and not config.redis_allowed_security_group_ids:
         raise ConfigError(
@@ -191,6 +195,8 @@ KNOWN_KEYS = (
     "logRetentionDays",
     "warmupImageTag",
     "powertoolsLayerVersion",
+    "onDemandFallback",
+    "warmupPublicIp",
 )
 
 

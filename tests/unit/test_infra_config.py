@@ -123,6 +123,21 @@ def test_stack_name_must_fit_resource_names():
         parse_config(example_values(), stack="Staging_1", region="ap-northeast-1")
 
 
+def test_the_fallback_and_the_warmup_public_address_are_on_by_default():
+    config = parse(onDemandFallback=None, warmupPublicIp=None)
+    assert config.on_demand_fallback is True
+    assert config.warmup_public_ip is True
+
+
+@pytest.mark.parametrize("key", ["onDemandFallback", "warmupPublicIp"])
+def test_the_fallback_and_the_warmup_public_address_can_be_turned_off(key):
+    field = {"onDemandFallback": "on_demand_fallback", "warmupPublicIp": "warmup_public_ip"}[key]
+    assert getattr(parse(**{key: False}), field) is False
+    assert getattr(parse(**{key: "false"}), field) is False  # `pulumi config set key false` stores a string
+    with pytest.raises(ConfigError, match=f"^spot-redis:{key}: expected true or false, got 'no'"):
+        parse(**{key: "no"})
+
+
 def test_numbers_set_from_the_command_line_arrive_as_strings():
     assert parse(snapshotRetainCount="7").snapshot_retain_count == 7
 
