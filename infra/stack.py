@@ -1,4 +1,5 @@
-"""The whole stack: configuration first (a bad value stops everything), then one component per concern."""
+"""The whole stack: configuration first (a bad value stops everything), then the account checked against it (a subnet,
+VPC or instance type that does not fit stops everything too), then one component per concern."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from infra import preflight
 from infra.alerting import Alerting
 from infra.bundle import AnsibleBundle
 from infra.compute import SpotHost
@@ -24,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> dict[str, pulumi.Input]:
     """Declare the stack; returns its outputs (also exported) so that tests can resolve them."""
     config = load_config()
+    preflight.check(config)  # before any resource or output: a mismatch stops `pulumi preview`
     secrets = load_secrets()
     account_id = aws.get_caller_identity_output().account_id
 

@@ -1,7 +1,9 @@
 """Runs the Pulumi program under `pulumi.runtime.set_mocks` (preview=False) and records every resource it declares.
 
 The mocks answer as AWS would where the program reads a computed value back (ARNs, ids, names, the hosted zone),
-so that every `apply` callback runs; each resource is recorded with its resolved inputs.
+so that every `apply` callback runs; each resource is recorded with its resolved inputs. The look-ups the program
+makes before declaring anything (infra/preflight.py) are answered from an `Account`: by default one that holds what
+Pulumi.example.yaml names, a test changes what it needs.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import datetime
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,27 @@ TEST_SECRETS = {
 }
 
 
+# What EC2 says of the instance types the tests configure (DescribeInstanceTypes' SupportedArchitectures).
+INSTANCE_ARCHITECTURES = {
+    **dict.fromkeys(("t4g.small", "t4g.medium", "m6g.medium", "m7g.medium", "c7g.large"), ("arm64",)),
+    **dict.fromkeys(("t3.small", "t3a.small", "t3.medium", "t3a.medium", "m6i.large"), ("x86_64",)),
+}
+
+
+@dataclass(frozen=True)
+class Account:
+    """The AWS account the mocks stand for, as the preflight's look-ups see it. By default it matches the stack's
+    configuration: the subnet is in the configured VPC and zone, the VPC resolves names, every known type is offered."""
+
+    subnet_vpc_id: str | None = None  # None: the configured vpcId
+    subnet_zone: str | None = None  # None: the configured availabilityZone
+    dns_support: bool = True
+    dns_hostnames: bool = True
+    missing_ids: frozenset[str] = frozenset()  # subnets and VPCs that do not exist
+    not_offered: frozenset[str] = frozenset()  # instance types not offered in the zone asked about
+    architectures: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(INSTANCE_ARCHITECTURES))
+
+
 @dataclass
 class Resource:
     type: str
@@ -49,6 +72,7 @@ class Run:
     outputs: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     depends_on: dict[str, list[str]] = field(default_factory=dict)  # explicit dependencies, by resource name
+    invokes: list[tuple[str, dict]] = field(default_factory=list)  # (token, arguments) of every look-up, in order
 
     def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
         """A stack transformation that changes nothing: it records each resource's explicit dependencies."""
@@ -77,9 +101,11 @@ def example_config() -> dict[str, Any]:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, run: Run, region: str):
+    def __init__(self, run: Run, config: dict[str, Any], account: Account):
         self.run = run
-        self.region = region
+        self.config = config
+        self.region = config["aws:region"]
+        self.account = account
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         resource_id, computed = _computed(args.typ, args.name, args.inputs, self.region)
@@ -89,15 +115,68 @@ class _Mocks(pulumi.runtime.Mocks):
         self.run.resources.append(Resource(args.typ, args.name, inputs, recorded_outputs))
         return resource_id, outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":  # noqa: S105 - an invoke token, not a secret
-            return {
-                "accountId": ACCOUNT,
-                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
-                "userId": "AIDTEST",
-                "id": ACCOUNT,
-            }
-        raise AssertionError(f"unexpected invoke {args.token}: the program should need no other lookup")
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict | tuple[dict, list]:
+        self.run.invokes.append((args.token, dict(args.args)))
+        answers = {
+            "aws:index/getCallerIdentity:getCallerIdentity": self._caller_identity,
+            "aws:ec2/getSubnet:getSubnet": self._subnet,
+            "aws:ec2/getVpc:getVpc": self._vpc,
+            "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": self._instance_type_offerings,
+            "aws:ec2/getInstanceType:getInstanceType": self._instance_type,
+        }
+        if args.token not in answers:
+            raise AssertionError(f"unexpected invoke {args.token}: the program should need no other lookup")
+        return answers[args.token](args.args)
+
+    def _caller_identity(self, _: dict) -> dict:
+        return {
+            "accountId": ACCOUNT,
+            "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+            "userId": "AIDTEST",
+            "id": ACCOUNT,
+        }
+
+    def _subnet(self, args: dict) -> dict | tuple[dict, list]:
+        if args["id"] in self.account.missing_ids:
+            return _not_found("Subnet")
+        return {
+            "id": args["id"],
+            "vpcId": self.account.subnet_vpc_id or self.config["spot-redis:vpcId"],
+            "availabilityZone": self.account.subnet_zone or self.config["spot-redis:availabilityZone"],
+        }
+
+    def _vpc(self, args: dict) -> dict | tuple[dict, list]:
+        if args["id"] in self.account.missing_ids:
+            return _not_found("VPC")
+        return {
+            "id": args["id"],
+            "enableDnsSupport": self.account.dns_support,
+            "enableDnsHostnames": self.account.dns_hostnames,
+        }
+
+    def _instance_type_offerings(self, args: dict) -> dict:
+        filters = {item["name"]: item["values"] for item in args.get("filters") or []}
+        (zone,) = filters["location"]
+        offered = [
+            instance_type
+            for instance_type in filters["instance-type"]
+            if instance_type in self.account.architectures and instance_type not in self.account.not_offered
+        ]
+        return {
+            "id": self.region,
+            "instanceTypes": offered,
+            "locations": [zone] * len(offered),
+            "locationTypes": [args.get("locationType")] * len(offered),
+        }
+
+    def _instance_type(self, args: dict) -> dict:
+        instance_type = args["instanceType"]
+        return {"id": instance_type, "supportedArchitectures": list(self.account.architectures[instance_type])}
+
+
+def _not_found(kind: str) -> tuple[dict, list]:
+    """A look-up that fails as the provider's does: the program gets an exception it can catch."""
+    return {}, [("id", f"no matching EC2 {kind} found")]
 
 
 # How the Pulumi SDK marks a secret value on the wire.
@@ -193,15 +272,20 @@ def run_program(
     removed: tuple[str, ...] = (),
     now: datetime.datetime = OUTSIDE_WORKING_HOURS,
     stack: str = STACK,
+    account: Account | None = None,
+    run: Run | None = None,
     **secrets: str,
 ) -> Run:
-    """Run infra.stack.build() with the example config (plus overrides, minus removed keys); raise what it raises."""
+    """Run infra.stack.build() with the example config (plus overrides, minus removed keys) against `account` (by
+    default one that matches the config); raise what it raises. Pass `run` to see what was recorded before a raise."""
     config = {**example_config(), **(overrides or {})}
     for key in removed:
         config.pop(key)
     all_secrets = {**TEST_SECRETS, **{f"spot-redis:{key}": value for key, value in secrets.items()}}
-    run = Run()
-    pulumi.runtime.set_mocks(_Mocks(run, config["aws:region"]), project="spot-redis", stack=stack, preview=False)
+    run = run if run is not None else Run()
+    pulumi.runtime.set_mocks(
+        _Mocks(run, config, account or Account()), project="spot-redis", stack=stack, preview=False
+    )
     pulumi.runtime.set_all_config(
         {
             key: value if isinstance(value, str) else json.dumps(value)
