@@ -16,14 +16,15 @@ SNAPSHOT_TAG = f"{NAMESPACE}:snapshot-of"
 
 
 def snapshot_schedules(config: StackConfig) -> list[dict]:
-    """One DLM schedule per UTC cron; every snapshot gets the volume's tags plus our own stable tags."""
+    """One DLM schedule per UTC cron. Every snapshot gets the volume's tags (copy_tags: the stack tag among them) plus
+    the one tag the volume has not: tags_to_add must not repeat a key that copy_tags already copies."""
     return [
         {
             "name": f"working-hours-{index}",
             "create_rule": {"cron_expression": cron},
             "retain_rule": {"count": config.snapshot_retain_count},
             "copy_tags": True,
-            "tags_to_add": {SNAPSHOT_TAG: data_volume_label(config), **config.tag},
+            "tags_to_add": {SNAPSHOT_TAG: data_volume_label(config)},
         }
         for index, cron in enumerate(snapshot_crons(config.working_hours, config.snapshot_every_hours))
     ]

@@ -231,8 +231,20 @@ def test_dlm_snapshots_the_data_volume_during_working_hours(run):
     for schedule in details["schedules"]:
         assert schedule["retainRule"]["count"] == 14
         assert schedule["copyTags"] is True
-        assert schedule["tagsToAdd"] == {"spot-redis:snapshot-of": "example-data", **STACK_TAG}
+        assert schedule["tagsToAdd"] == {"spot-redis:snapshot-of": "example-data"}
     assert policy["executionRoleArn"] == run.named("data-dlm").outputs["arn"]
+
+
+def test_snapshots_carry_the_volumes_tags_and_add_none_that_it_copies(run):
+    """copy_tags copies the volume's tags, the stack tag among them; tags_to_add repeating one of their keys is an
+    error for DLM. Together they still tag every snapshot with the stack, which a teardown looks for."""
+    volume_tags = run.one("aws:ebs/volume:Volume").inputs["tags"]
+    for schedule in run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").inputs["policyDetails"]["schedules"]:
+        assert schedule["copyTags"] is True
+        assert not set(schedule["tagsToAdd"]) & set(volume_tags)
+        snapshot_tags = {**volume_tags, **schedule["tagsToAdd"]}
+        assert snapshot_tags["spot-redis:stack"] == STACK
+        assert snapshot_tags["spot-redis:snapshot-of"] == "example-data"
 
 
 def test_parameters_are_secure_strings_under_the_stack_prefix(run):
