@@ -1,8 +1,9 @@
-"""The Spot host: its IAM role, the launch template that bootstraps it, and the Auto Scaling group that keeps it."""
+"""The Spot host: its IAM role, the launch templates that bootstrap it, and the Auto Scaling group that keeps it."""
 
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 
 import pulumi
@@ -17,6 +18,11 @@ from infra.schedule import asg_recurrences, is_working_time
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 DATA_MOUNT = "/srv/redis"  # the redis role's redis_data_dir
 ROOT_VOLUME_GIB = 8
+# Burstable performance (T) families: t2, t3, t3a, t4g. All but t2 launch with `unlimited` CPU credits by default,
+# which bills the surplus credits a busy host spends above its baseline: on a Spot host that can cost more than the
+# Spot price itself. They launch with `standard` credits here (a busy host is held to its baseline instead).
+_BURSTABLE_FAMILY = re.compile(r"^t\d+[a-z]*$")
+BURSTABLE_CPU_CREDITS = "standard"
 
 
 def debian_ami(architecture: str) -> str:
@@ -29,8 +35,19 @@ def asg_tags(tags: dict[str, str]) -> list[dict]:
     return [{"key": key, "value": value, "propagate_at_launch": True} for key, value in sorted(tags.items())]
 
 
-def mixed_instances_policy(instance_types: tuple[str, ...], launch_template_id: pulumi.Input[str]) -> dict:
-    """100% Spot over several instance types: no on-demand base, no on-demand share above it."""
+def is_burstable(instance_type: str) -> bool:
+    """Whether the type is a burstable performance (T) type, whose CPU credits can be set: t3.small, t4g.medium..."""
+    return bool(_BURSTABLE_FAMILY.match(instance_type.split(".", 1)[0]))
+
+
+def mixed_instances_policy(
+    instance_types: tuple[str, ...],
+    launch_template_id: pulumi.Input[str],
+    burstable_template_id: pulumi.Input[str] | None = None,
+) -> dict:
+    """100% Spot over several instance types: no on-demand base, no on-demand share above it. The T types launch from
+    the burstable template (standard CPU credits), the others from the group's template, which sets no credits: a
+    credit specification is for T instances only, and each override may name its own launch template."""
     return {
         "instances_distribution": {
             "on_demand_base_capacity": 0,
@@ -38,10 +55,23 @@ def mixed_instances_policy(instance_types: tuple[str, ...], launch_template_id: 
             "spot_allocation_strategy": "price-capacity-optimized",
         },
         "launch_template": {
-            "launch_template_specification": {"launch_template_id": launch_template_id, "version": "$Latest"},
-            "overrides": [{"instance_type": instance_type} for instance_type in instance_types],
+            "launch_template_specification": _template_specification(launch_template_id),
+            "overrides": [_override(instance_type, burstable_template_id) for instance_type in instance_types],
         },
     }
+
+
+def _override(instance_type: str, burstable_template_id: pulumi.Input[str] | None) -> dict:
+    if burstable_template_id is None or not is_burstable(instance_type):
+        return {"instance_type": instance_type}
+    return {
+        "instance_type": instance_type,
+        "launch_template_specification": _template_specification(burstable_template_id),
+    }
+
+
+def _template_specification(launch_template_id: pulumi.Input[str]) -> dict:
+    return {"launch_template_id": launch_template_id, "version": "$Latest"}
 
 
 class SpotHost(Concern):
@@ -118,22 +148,36 @@ class SpotHost(Concern):
         )
 
     def _launch_template(self, name: str, security_group_id: pulumi.Input[str]) -> None:
-        config = self.config
-        tags = self.tags("redis")
+        host = self._host_template(security_group_id)
+        description = f"spot-redis {self.config.stack}: Debian 12, configured at boot by the repository's Ansible"
         self.launch_template = aws.ec2.LaunchTemplate(
-            f"{name}-template",
-            description=f"spot-redis {config.stack}: Debian 12, configured at boot by the repository's Ansible",
-            image_id=debian_ami(config.architecture),
-            iam_instance_profile={"arn": self.instance_profile.arn},
-            vpc_security_group_ids=[security_group_id],
-            key_name=config.key_name,
-            metadata_options={
+            f"{name}-template", description=description, **host, opts=self.child
+        )
+        self.burstable_template = None
+        if any(is_burstable(instance_type) for instance_type in self.config.instance_types):
+            self.burstable_template = aws.ec2.LaunchTemplate(
+                f"{name}-burstable-template",
+                description=f"{description}; T types, {BURSTABLE_CPU_CREDITS} CPU credits",
+                credit_specification={"cpu_credits": BURSTABLE_CPU_CREDITS},
+                **host,
+                opts=self.child,
+            )
+
+    def _host_template(self, security_group_id: pulumi.Input[str]) -> dict:
+        """What every launch template of the host says (the burstable one adds its CPU credits)."""
+        tags = self.tags("redis")
+        return {
+            "image_id": debian_ami(self.config.architecture),
+            "iam_instance_profile": {"arn": self.instance_profile.arn},
+            "vpc_security_group_ids": [security_group_id],
+            "key_name": self.config.key_name,
+            "metadata_options": {
                 "http_endpoint": "enabled",
                 "http_tokens": "required",
                 "http_put_response_hop_limit": 1,
                 "instance_metadata_tags": "enabled",
             },
-            block_device_mappings=[
+            "block_device_mappings": [
                 {
                     "device_name": "/dev/xvda",
                     "ebs": {
@@ -144,15 +188,14 @@ class SpotHost(Concern):
                     },
                 }
             ],
-            user_data=self.user_data.apply(encode_user_data),
-            tag_specifications=[
+            "user_data": self.user_data.apply(encode_user_data),
+            "tag_specifications": [
                 {"resource_type": "instance", "tags": tags},
                 {"resource_type": "volume", "tags": tags},
             ],
-            update_default_version=True,
-            tags=tags,
-            opts=self.child,
-        )
+            "update_default_version": True,
+            "tags": tags,
+        }
 
     def _auto_scaling_group(self, name: str, boot_prerequisites: list[pulumi.Resource], now: datetime.datetime) -> None:
         config = self.config
@@ -172,7 +215,11 @@ class SpotHost(Concern):
             capacity_rebalance=False,
             health_check_type="EC2",
             health_check_grace_period=300,
-            mixed_instances_policy=mixed_instances_policy(config.instance_types, self.launch_template.id),
+            mixed_instances_policy=mixed_instances_policy(
+                config.instance_types,
+                self.launch_template.id,
+                self.burstable_template.id if self.burstable_template else None,
+            ),
             tags=asg_tags(self.tags("redis")),
             # The first host reads its policy, the SSM parameters and the bundle at boot: they must exist before it.
             opts=pulumi.ResourceOptions(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -90,6 +91,20 @@ class Run:
         matches = [resource for resource in self.resources if resource.name == name]
         assert len(matches) == 1, f"expected one resource named {name}, found {len(matches)}"
         return matches[0]
+
+    def launch_template_of_each_type(self) -> dict[str, Resource]:
+        """Instance type -> the launch template the Auto Scaling group launches it from (its override's, or else the
+        group's)."""
+        templates = {
+            template.outputs["id"]: template for template in self.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+        }
+        policy = self.one("aws:autoscaling/group:Group").inputs["mixedInstancesPolicy"]["launchTemplate"]
+        default = policy["launchTemplateSpecification"]["launchTemplateId"]
+
+        def template_id(override: dict) -> str:
+            return override.get("launchTemplateSpecification", {}).get("launchTemplateId", default)
+
+        return {override["instanceType"]: templates[template_id(override)] for override in policy["overrides"]}
 
     def custom(self) -> Iterator[Resource]:
         """The cloud resources, without the program's own components."""
@@ -255,8 +270,8 @@ def _computed(type_token: str, name: str, inputs: dict, region: str) -> tuple[st
             {"arn": f"{arn_prefix}:autoScalingGroup:uuid:autoScalingGroupName/{physical}", "name": physical},
         ),
         "aws:ec2/launchTemplate:LaunchTemplate": (
-            "lt-0123456789abcdef0",
-            {"arn": f"{arn_prefix}:launch-template/lt-0123456789abcdef0"},
+            _launch_template_id(name),
+            {"arn": f"{arn_prefix}:launch-template/{_launch_template_id(name)}"},
         ),
         "aws:ec2/securityGroup:SecurityGroup": (f"sg-{abs(hash(name)) % 16**17:017x}", {}),
         "random:index/randomPassword:RandomPassword": (name, {"result": f"generated-password-{name}"}),
@@ -265,6 +280,11 @@ def _computed(type_token: str, name: str, inputs: dict, region: str) -> tuple[st
     computed.setdefault("arn", f"{arn_prefix}:{physical}")
     computed.setdefault("name", physical)
     return resource_id, computed
+
+
+def _launch_template_id(name: str) -> str:
+    """Each launch template its own id (the group's overrides tell them apart), the same in every run."""
+    return f"lt-{hashlib.sha256(name.encode()).hexdigest()[:17]}"
 
 
 def run_program(

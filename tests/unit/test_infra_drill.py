@@ -37,9 +37,12 @@ def test_the_target_is_one_running_spot_instance_of_this_stack(run):
 
 
 def test_the_tag_it_looks_for_is_the_one_the_host_is_launched_with(run):
-    template = run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
-    instance_tags = next(spec["tags"] for spec in template["tagSpecifications"] if spec["resourceType"] == "instance")
-    assert instance_tags[STACK_TAG] == STACK
+    templates = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert templates
+    for template in templates:  # the host's, and the one its T types launch from
+        specs = template.inputs["tagSpecifications"]
+        instance_tags = next(spec["tags"] for spec in specs if spec["resourceType"] == "instance")
+        assert instance_tags[STACK_TAG] == STACK
 
 
 def test_no_stop_condition_and_no_empty_target(run):

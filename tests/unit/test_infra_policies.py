@@ -11,6 +11,7 @@ from functools import cache
 import pulumi_aws
 import pytest
 
+from infra.compute import is_burstable
 from infra.config import MAX_STACK_NAME
 from tests.unit.iam_lint import parliament_findings
 from tests.unit.pulumi_harness import STACK, Run, run_program
@@ -101,6 +102,17 @@ def test_the_auto_scaling_group_is_all_spot(run):
         assert "launchTemplate" not in group.inputs, "a plain launch template would bypass the mixed-instances policy"
     for template in run.of_type("aws:ec2/launchTemplate:LaunchTemplate"):
         assert "instanceMarketOptions" not in template.inputs, "a Spot launch template cannot be mixed"
+
+
+def test_no_instance_type_launches_with_a_credit_setting_it_should_not_have(run):
+    """Every T type launches with standard CPU credits (unlimited bills surplus credits); no other type launches from a
+    template with a credit setting (it is for T types only)."""
+    for instance_type, template in run.launch_template_of_each_type().items():
+        credits = template.inputs.get("creditSpecification")
+        if is_burstable(instance_type):
+            assert credits == {"cpuCredits": "standard"}, instance_type
+        else:
+            assert credits is None, instance_type
 
 
 def test_dlm_keeps_at_least_one_snapshot(run):

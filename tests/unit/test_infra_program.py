@@ -8,6 +8,7 @@ import json
 import pytest
 
 from infra.bootstrap import decode_user_data
+from infra.compute import is_burstable
 from infra.config import ConfigError
 from infra.schedule import snapshot_crons, working_hours
 from tests.unit.pulumi_harness import (
@@ -111,8 +112,13 @@ def test_egress_is_as_narrow_as_the_hosts_needs(run):
 # --- the host ---------------------------------------------------------------------------------------------------
 
 
+def host_template(run: Run) -> dict:
+    """The group's launch template: every instance type launches from it, but the T types (see below)."""
+    return run.named("host-template").inputs
+
+
 def test_launch_template(run):
-    template = run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    template = host_template(run)
     assert template["imageId"] == "resolve:ssm:/aws/service/debian/release/12/latest/arm64"
     assert template["metadataOptions"]["httpTokens"] == "required"
     assert template["metadataOptions"]["httpPutResponseHopLimit"] == 1
@@ -126,7 +132,7 @@ def test_launch_template(run):
 
 
 def user_data(run: Run) -> str:
-    return decode_user_data(run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"])
+    return decode_user_data(host_template(run)["userData"])
 
 
 def test_user_data_bootstraps_the_host_with_the_stacks_settings(run):
@@ -149,7 +155,7 @@ def test_user_data_bootstraps_the_host_with_the_stacks_settings(run):
 
 
 def test_user_data_is_compressed_well_below_ec2s_limit(run):
-    encoded = run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]
+    encoded = host_template(run)["userData"]
     assert base64.b64decode(encoded)[:2] == b"\x1f\x8b", "gzip: cloud-init unpacks it"
     assert len(base64.b64decode(encoded)) < 16 * 1024 // 2
 
@@ -177,8 +183,54 @@ def test_auto_scaling_group_is_one_spot_host_in_the_one_subnet(run):
     assert distribution["spotAllocationStrategy"] == "price-capacity-optimized"
     overrides = [override["instanceType"] for override in policy["launchTemplate"]["overrides"]]
     assert overrides == example_config()["spot-redis:instanceTypes"]
-    assert policy["launchTemplate"]["launchTemplateSpecification"]["launchTemplateId"] == "lt-0123456789abcdef0"
+    assert policy["launchTemplate"]["launchTemplateSpecification"] == {
+        "launchTemplateId": run.named("host-template").outputs["id"],
+        "version": "$Latest",
+    }
     assert {"key": "spot-redis:stack", "value": STACK, "propagateAtLaunch": True} in group["tags"]
+
+
+def template_of_each_type(run: Run) -> dict[str, str]:
+    return {instance_type: template.name for instance_type, template in run.launch_template_of_each_type().items()}
+
+
+def test_t_types_launch_with_standard_cpu_credits_and_the_others_with_no_credit_setting(run):
+    """T types would launch `unlimited` (billing surplus credits); a credit setting is for T types only, so they get a
+    template of their own and the others keep the plain one."""
+    assert template_of_each_type(run) == {
+        "t4g.small": "host-burstable-template",
+        "t4g.medium": "host-burstable-template",
+        "m6g.medium": "host-template",
+        "m7g.medium": "host-template",
+    }
+    burstable = run.named("host-burstable-template").inputs
+    assert burstable["creditSpecification"] == {"cpuCredits": "standard"}
+    assert "creditSpecification" not in host_template(run)
+    assert burstable["description"].endswith("standard CPU credits")
+
+
+def test_the_burstable_template_is_the_host_template_plus_its_credits(run):
+    burstable = dict(run.named("host-burstable-template").inputs)
+    host = dict(host_template(run))
+    for template in (burstable, host):
+        template.pop("description")
+    assert burstable.pop("creditSpecification") == {"cpuCredits": "standard"}
+    assert burstable == host
+
+
+def test_without_t_types_there_is_one_template_and_no_credit_setting():
+    run = run_program({"spot-redis:instanceTypes": ["m6g.medium", "m7g.medium"]})
+    (template,) = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert "creditSpecification" not in template.inputs
+    assert template_of_each_type(run) == {"m6g.medium": "host-template", "m7g.medium": "host-template"}
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "burstable"),
+    [("t4g.small", True), ("t3a.medium", True), ("t2.micro", True), ("m7g.medium", False), ("trn1.2xlarge", False)],
+)
+def test_which_types_are_burstable(instance_type, burstable):
+    assert is_burstable(instance_type) is burstable
 
 
 def test_scheduled_actions_follow_working_hours_in_the_teams_time_zone(run):
@@ -501,7 +553,7 @@ def test_a_team_west_of_utc_gets_two_snapshot_schedules():
 
 def test_x86_stack_uses_the_amd64_image_and_task():
     run = run_program({"spot-redis:architecture": "x86_64", "spot-redis:instanceTypes": ["t3.small", "t3a.small"]})
-    assert run.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["imageId"].endswith("/12/latest/amd64")
+    assert host_template(run)["imageId"].endswith("/12/latest/amd64")
     assert run.one("aws:ecs/taskDefinition:TaskDefinition").inputs["runtimePlatform"]["cpuArchitecture"] == "X86_64"
 
 
