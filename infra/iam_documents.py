@@ -338,7 +338,8 @@ def warmup_policy(
         _write_own_logs(log_group_arn),
         _use_table(table_arn),
         _keep_failed_events(failure_queue_arn),
-        _describe_ec2(region, ["ec2:DescribeInstances"]),
+        # lambdas/common/ownership.py reads an instance's stack tag with DescribeTags.
+        _describe_ec2(region, ["ec2:DescribeTags"]),
         _statement("RunOnlyWarmupTaskInStackCluster", ["ecs:RunTask"], f"{family}:*", in_cluster),
         _statement(
             "DescribeOnlyTasksInStackCluster",

@@ -182,6 +182,7 @@ def seed_lambda_resources(aws: dict, *, vpc_id: str, subnet_id: str, prefix: str
         "STACK_NAME": STACK, "IDEMPOTENCY_TABLE": table, "FALLBACK_TOPIC_ARN": topic_arn,
         "SLACK_WEBHOOK_PARAM": f"{prefix}/slack-webhook-url", "CLUSTER_ARN": cluster_arn,
         "TASK_DEFINITION_ARN": task_definition_arn, "SUBNET_IDS": subnet_id, "SECURITY_GROUP_IDS": group_id,
+        "ASSIGN_PUBLIC_IP": "ENABLED",
     }  # fmt: skip
 
 

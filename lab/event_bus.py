@@ -95,16 +95,13 @@ class RecordingEcs:
 
 
 def handlers(state: Path) -> dict[str, Any]:
+    """Both functions, loaded side by side. They share lambdas/common (one `common` package in this process), so the
+    ECS client their runtime hands out is replaced once, by one that records RunTask (notify never calls ECS)."""
     notify = load_function("notify")
     warmup = load_function("warmup")
-    make_clients = warmup.CLIENTS_FACTORY
+    from common.runtime import clients  # importable once load_function put lambdas/ on sys.path
 
-    def recording_clients():
-        clients = make_clients()
-        return warmup.Clients(clients.ec2, RecordingEcs(clients.ecs, state / RUN_TASK_LOG), clients.events,
-                              clients.dynamodb)  # fmt: skip
-
-    warmup.CLIENTS_FACTORY = recording_clients
+    clients.set("ecs", RecordingEcs(clients.get("ecs"), state / RUN_TASK_LOG))
     return {"notify": notify.handler, "warmup": warmup.handler}
 
 

@@ -1,6 +1,10 @@
 """What a handler gets from its environment: settings, the clock and AWS clients, each replaceable in tests.
 
-- :func:`require_env` reads a setting (``STACK_NAME``, ``IDEMPOTENCY_TABLE``, ...) and fails clearly when it is unset.
+Shared by every function (notify, warmup, capacity), so that none keeps its own copy of these:
+
+- :func:`require_env` reads a setting (``STACK_NAME``, ``IDEMPOTENCY_TABLE``, ...) and fails clearly when it is unset;
+  :func:`require_env_list` reads a comma-separated one. Functions read their settings at each invocation (it costs
+  nothing), so that a test sets them with the environment alone.
 - :data:`clock` is a :class:`Clock`; handlers call ``clock.now()`` (aware UTC). Tests assign ``clock.fixed = dt``.
 - :data:`clients` is a :class:`Clients`: ``clients.get("ec2")`` returns one boto3 client per service per container
   (created on first use, with short timeouts and standard retries). ``clients.reset()`` forgets them (tests);
@@ -19,8 +23,13 @@ from botocore.config import Config
 AWS_CONFIG = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
 
 
-class MissingSettingError(RuntimeError):
-    """An environment variable the function needs is not set (a deployment error, not an event error)."""
+class SettingError(RuntimeError):
+    """An environment variable the function needs is unset or wrong: a deployment error, not an event error, so it
+    is raised (and shows in the function's error metrics) rather than logged as a malformed event."""
+
+
+class MissingSettingError(SettingError):
+    """An environment variable the function needs is not set."""
 
 
 def require_env(name: str) -> str:
@@ -28,6 +37,28 @@ def require_env(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
         raise MissingSettingError(f"environment variable {name} is not set")
+    return value
+
+
+def optional_env(name: str) -> str:
+    """The value of environment variable ``name``, stripped; "" when unset."""
+    return os.environ.get(name, "").strip()
+
+
+def require_env_list(name: str) -> tuple[str, ...]:
+    """A comma-separated environment variable as its non-blank items; :class:`MissingSettingError` when it lists
+    nothing."""
+    values = tuple(item.strip() for item in require_env(name).split(",") if item.strip())
+    if not values:
+        raise MissingSettingError(f"environment variable {name} lists nothing")
+    return values
+
+
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    """Environment variable ``name``, one of ``choices`` (``default`` when unset); :class:`SettingError` otherwise."""
+    value = optional_env(name) or default
+    if value not in choices:
+        raise SettingError(f"environment variable {name} is {value!r}, not one of {', '.join(choices)}")
     return value
 
 

@@ -446,6 +446,13 @@ def test_warmup_runs_only_its_task_family_in_the_stack_cluster() -> None:
     assert describe["Condition"] == in_cluster
 
 
+def test_warmup_reads_instance_tags_as_the_shared_ownership_test_does() -> None:
+    """lambdas/common/ownership.py (notify's and warmup's) asks DescribeTags which stack an instance is of."""
+    document = _warmup()
+    assert _resources(_allowing(document, "ec2:DescribeTags")) == {"*"}
+    assert not _allowing(document, "ec2:DescribeInstances")
+
+
 def test_warmup_passes_only_its_task_roles_to_ecs_tasks() -> None:
     (statement,) = _allowing(_warmup(), "iam:PassRole")
     assert sorted(_as_list(statement["Resource"])) == sorted(PASS_ROLE_ARNS)

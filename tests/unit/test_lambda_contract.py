@@ -45,6 +45,8 @@ from tests.unit import lambda_support as support
 
 notify = support.load_lambda("notify")
 
+from common.runtime import clients  # noqa: E402 - lambdas/ is on sys.path once lambda_support is imported
+
 
 def load_warmup() -> ModuleType:
     """lambdas/warmup/app.py under a name of its own, with lambdas/warmup on sys.path (its `warmup_hours` module)."""
@@ -163,27 +165,22 @@ def warmup_world(env: support.NotifyEnv) -> Iterator[WarmupWorld]:
         networkMode="bridge",  # moto 5.2.5 cannot make the ENI of an awsvpc task; the function does not care
         containerDefinitions=[{"name": "warmup", "image": "warmup:latest", "essential": True, "memory": 512}],
     )["taskDefinition"]["taskDefinitionArn"]
-    table = support.make_idempotency_table("spot-redis-warmup-idempotency")
     events = RecordingEvents(support.client("events"))
-    clients = warmup.Clients(ec2=support.client("ec2"), ecs=ecs, events=events, dynamodb=support.client("dynamodb"))
+    # Both functions run in this one process: they share common.runtime's clients (notify_env made them from moto)
+    # and the environment, as they share the stack's idempotency table; warmup's own settings are added to it.
     environ = {
-        "STACK_NAME": support.STACK,
-        "IDEMPOTENCY_TABLE": table,
         "CLUSTER_ARN": cluster,
         "TASK_DEFINITION_ARN": task_definition,
         "SUBNET_IDS": "subnet-0a1b2c3d4e5f60001",
         "SECURITY_GROUP_IDS": "sg-0a1b2c3d4e5f60001",
+        "ASSIGN_PUBLIC_IP": "ENABLED",
         "WORK_HOURS": "",  # always on
     }
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(warmup, "CLIENTS_FACTORY", lambda: clients)
-        monkeypatch.setattr(warmup, "CLOCK", lambda: datetime.now(UTC))
-        monkeypatch.setattr(warmup, "ENVIRON", environ)
-        warmup.reset()
-        try:
-            yield WarmupWorld(cluster, task_definition, events)
-        finally:
-            warmup.reset()
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        clients.set("events", events)
+        yield WarmupWorld(cluster, task_definition, events)
 
 
 def said_once_about(env: support.NotifyEnv, entry: dict[str, Any], instance_id: str) -> None:

@@ -1,7 +1,8 @@
 """lambdas/warmup with moto: one warm-up task per host boot, only in working hours, on the given network.
 
 The function is loaded from its file as `warmup_app` (the notify function also has an app.py), with lambdas/ and
-lambdas/warmup/ on sys.path as in its zip (`common` package, `warmup_hours` module).
+lambdas/warmup/ on sys.path as in its zip (`common` package, `warmup_hours` module). Its settings come from the
+environment, its clients and clock from lambdas/common (common.runtime's `clients` and `clock`), as in Lambda.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ assert _spec and _spec.loader
 app = importlib.util.module_from_spec(_spec)
 sys.modules["warmup_app"] = app
 _spec.loader.exec_module(app)
+
+from common import idempotency  # noqa: E402 - lambdas/ is on sys.path from here
+from common.runtime import SettingError, clients, clock  # noqa: E402
 
 REGION = "ap-northeast-1"
 STACK = "staging"
@@ -94,6 +98,8 @@ class NoCapacityOnceEcs(RecordingEcs):
 
 
 class World:
+    """One test's AWS resources in moto, handed to the function through common.runtime's clients and clock."""
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.ec2 = boto3.client("ec2", region_name=REGION)
@@ -101,6 +107,8 @@ class World:
         self.events = boto3.client("events", region_name=REGION)
         self.dynamodb = boto3.client("dynamodb", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
+        for service in ("ec2", "events", "dynamodb"):
+            clients.set(service, getattr(self, service))
         self.now = MONDAY_10_JST
 
         # Not created in moto: the task definition is not awsvpc (see below), so nothing looks them up.
@@ -135,6 +143,24 @@ class World:
         self.ours = self.instance({"spot-redis:stack": STACK})
         self.foreign = self.instance({"spot-redis:stack": "production"})
 
+    @property
+    def ecs(self) -> RecordingEcs:
+        return self._ecs
+
+    @ecs.setter
+    def ecs(self, client: RecordingEcs) -> None:
+        self._ecs = client
+        clients.set("ecs", client)
+
+    @property
+    def now(self) -> datetime.datetime:
+        return self._now
+
+    @now.setter
+    def now(self, moment: datetime.datetime) -> None:
+        self._now = moment
+        clock.fixed = moment
+
     def instance(self, tags: dict[str, str]) -> str:
         return self.ec2.run_instances(
             ImageId=AMI,
@@ -144,8 +170,8 @@ class World:
             TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
         )["Instances"][0]["InstanceId"]
 
-    def environ(self, work_hours: str) -> dict[str, str]:
-        return {
+    def environ(self, work_hours: str, assign_public_ip: str | None = "ENABLED") -> dict[str, str]:
+        variables = {
             "STACK_NAME": STACK,
             "IDEMPOTENCY_TABLE": self.table,
             "CLUSTER_ARN": self.cluster_arn,
@@ -154,9 +180,13 @@ class World:
             "SECURITY_GROUP_IDS": ",".join(self.security_groups),
             "WORK_HOURS": work_hours,
         }
+        return variables if assign_public_ip is None else {**variables, "ASSIGN_PUBLIC_IP": assign_public_ip}
 
-    def clients(self) -> Any:
-        return app.Clients(ec2=self.ec2, ecs=self.ecs, events=self.events, dynamodb=self.dynamodb)
+    def configure(self, monkeypatch: pytest.MonkeyPatch, work_hours: str, **changes: Any) -> None:
+        """The function's environment, as infra/alerting.py sets it."""
+        monkeypatch.delenv("ASSIGN_PUBLIC_IP", raising=False)
+        for name, value in self.environ(work_hours, **changes).items():
+            monkeypatch.setenv(name, value)
 
     def close(self) -> None:
         self.events.remove_targets(Rule=self.rule, Ids=["queue"])
@@ -195,13 +225,12 @@ def aws() -> Any:
 def world(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     world = World(uuid.uuid4().hex[:12])
     try:
-        monkeypatch.setattr(app, "CLIENTS_FACTORY", world.clients)
-        monkeypatch.setattr(app, "CLOCK", lambda: world.now)
-        monkeypatch.setattr(app, "ENVIRON", world.environ("Mon,Tue,Wed,Thu,Fri 09:00-19:00 Asia/Tokyo"))
-        app.reset()
+        world.configure(monkeypatch, "Mon,Tue,Wed,Thu,Fri 09:00-19:00 Asia/Tokyo")
         yield world
     finally:
-        app.reset()
+        clients.reset()
+        idempotency.reset()
+        clock.fixed = None
         world.close()
 
 
@@ -306,7 +335,14 @@ def test_a_new_boot_gets_its_own_task(world: World) -> None:
     assert len(world.task_arns()) == 2
 
 
-def test_the_task_runs_on_the_given_network_on_fargate_spot(world: World) -> None:
+@pytest.mark.parametrize(
+    ("assign_public_ip", "sent"), [("ENABLED", "ENABLED"), ("DISABLED", "DISABLED"), (None, "ENABLED")]
+)
+def test_the_task_runs_on_the_given_network_on_fargate_spot(
+    world: World, monkeypatch: pytest.MonkeyPatch, assign_public_ip: str | None, sent: str
+) -> None:
+    """ENABLED (the default) lets the task reach ECR and SSM from a public subnet without NAT."""
+    world.configure(monkeypatch, "", assign_public_ip=assign_public_ip)
     result = invoke(ready_event(world.ours))
     (task,) = world.ecs.describe_tasks(cluster=world.cluster_arn, tasks=[result["task_arn"]])["tasks"]
     assert task["startedBy"] == world.ours
@@ -322,12 +358,19 @@ def test_the_task_runs_on_the_given_network_on_fargate_spot(world: World) -> Non
         "awsvpcConfiguration": {
             "subnets": world.subnets,
             "securityGroups": world.security_groups,
-            "assignPublicIp": "DISABLED",
+            "assignPublicIp": sent,
         }
     }
     assert call["startedBy"] == world.ours
     assert "tags" not in call  # tags on RunTask would need ecs:TagResource
     assert "clientToken" not in call  # a retry after `failures` must be a new attempt, not ECS's replayed answer
+
+
+def test_a_bad_public_ip_setting_is_a_deployment_error(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.configure(monkeypatch, "", assign_public_ip="YES")
+    with pytest.raises(SettingError, match="ASSIGN_PUBLIC_IP is 'YES', not one of ENABLED, DISABLED"):
+        invoke(ready_event(world.ours))
+    assert world.ecs.run_task_calls == []
 
 
 @pytest.mark.parametrize("now", [SATURDAY_10_JST, MONDAY_20_JST], ids=["weekend", "evening"])
@@ -346,12 +389,10 @@ def test_nothing_starts_outside_working_hours_and_the_log_says_why(world: World,
 
 def test_day_ranges_and_always_on(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     world.now = SATURDAY_10_JST
-    monkeypatch.setattr(app, "ENVIRON", world.environ("Mon-Fri 09:00-19:00 Asia/Tokyo"))
-    app.reset()
+    world.configure(monkeypatch, "Mon-Fri 09:00-19:00 Asia/Tokyo")
     assert invoke(ready_event(world.ours))["action"] == "skipped"
 
-    monkeypatch.setattr(app, "ENVIRON", world.environ(""))  # empty: always on
-    app.reset()
+    world.configure(monkeypatch, "")  # empty: always on
     assert invoke(ready_event(world.ours))["action"] == "started"
 
 
@@ -429,9 +470,9 @@ def test_a_task_stopped_first_in_a_fresh_container_does_not_unguard_the_boot(wor
     assert len(world.ecs.run_task_calls) == 1
     assert world.task_arns() == [first["task_arn"]]
     assert [event["detail-type"] for event in world.published()] == [WARMUP_STARTED.detail_type]
-    # Each function keeps its records under its own prefix (function name, module, method).
+    # Each idempotent function keeps its records under its own prefix (and its own persistence layer).
     prefixes = sorted(item["id"]["S"].split("#")[0] for item in world.dynamodb.scan(TableName=world.table)["Items"])
-    assert [prefix.rsplit(".", 1)[-1] for prefix in prefixes] == ["_finish", "_start"]
+    assert prefixes == ["spot-redis-warmup-finish", "spot-redis-warmup-start"]
 
 
 def test_a_boot_first_in_a_fresh_container_does_not_unguard_the_task(world: World) -> None:
