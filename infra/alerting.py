@@ -3,8 +3,10 @@ and the warm-up batch started after data loss. The Lambdas' code is whatever `la
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,20 +29,31 @@ FAILED_EVENTS_ALARM_PERIOD_SECONDS = 300
 # import ...` works in Lambda. Only these two files: the host agent (spot_redis/agent) stays out.
 CONTRACT_FILES = ("spot_redis/__init__.py", "spot_redis/events.py")
 
-# Packages copied into a function's zip from the deploying virtualenv (requirements.txt pins them). warmup reads
-# WORK_HOURS's time zone with zoneinfo, which falls back to the tzdata package when the runtime has no system time
-# zone database: with it bundled, the warm-up never depends on what the Lambda image holds.
+# Packages copied into the functions' zips from the deploying virtualenv, at the versions requirements.txt pins
+# (`check_pins`), so that Lambda runs the very code the unit tests ran. Every function gets Powertools for AWS Lambda
+# and the two packages it imports, rather than AWS's managed layer: a layer's version number is a counter per runtime
+# and architecture that names no Powertools release, and the published mapping (SSM parameters per release) has had
+# gaps. warmup also reads WORK_HOURS's time zone with zoneinfo, which falls back to the tzdata package when the runtime
+# has no system time zone database: with it bundled, the warm-up never depends on what the Lambda image holds.
+POWERTOOLS_PACKAGES = ("aws_lambda_powertools", "jmespath", "typing_extensions")
 VENDORED_PACKAGES = {"warmup": ("tzdata",)}
 
 
 def lambda_files(repo_root: Path, function: str) -> dict[str, Path]:
     """A function's package: its own folder at the root of the zip, lambdas/common/ as the package `common`, the
-    event contract (:data:`CONTRACT_FILES`) as the package `spot_redis`, and its :data:`VENDORED_PACKAGES` from this
-    virtualenv."""
+    event contract (:data:`CONTRACT_FILES`) as the package `spot_redis`, and :data:`POWERTOOLS_PACKAGES` and its
+    :data:`VENDORED_PACKAGES` from this virtualenv."""
     lambdas = repo_root / "lambdas"
     sources = [(lambdas / function, ""), (lambdas / SHARED_CODE, f"{SHARED_CODE}/")]
-    sources += [(vendored_package(name), f"{name}/") for name in VENDORED_PACKAGES.get(function, ())]
     files = {}
+    vendored = (*POWERTOOLS_PACKAGES, *VENDORED_PACKAGES.get(function, ()))
+    check_pins(vendored, (repo_root / "requirements.txt").read_text())
+    for name in vendored:
+        location = vendored_package(name)
+        if location.is_dir():
+            sources.append((location, f"{name}/"))
+        else:
+            files[location.name] = location  # a package of one module, e.g. typing_extensions.py
     for source, prefix in sources:
         if not source.is_dir():
             continue
@@ -57,20 +70,38 @@ def lambda_files(repo_root: Path, function: str) -> dict[str, Path]:
 
 
 def vendored_package(name: str) -> Path:
-    """The folder of an installed package, for bundling; a clear error when requirements.txt was not installed."""
+    """The folder of an installed package (the file of a one-module package), for bundling; a clear error when
+    requirements.txt was not installed."""
     spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None or not (spec.submodule_search_locations or spec.has_location):
         raise RuntimeError(f"the package {name!r} is not installed: `pip install -r requirements.txt` first")
-    return Path(next(iter(spec.submodule_search_locations)))
+    if spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(spec.origin)
 
 
-def powertools_layer(config: StackConfig) -> str:
-    """The AWS-managed Powertools for AWS Lambda (Python) layer for the functions' runtime and architecture."""
-    runtime = LAMBDA_RUNTIME.replace(".", "")
-    return (
-        f"arn:aws:lambda:{config.region}:017000801446:layer:"
-        f"AWSLambdaPowertoolsPythonV3-{runtime}-arm64:{config.powertools_layer_version}"
-    )
+def requirement_pins(requirements_text: str) -> dict[str, str]:
+    """`name==version` lines of requirements.txt: normalised distribution name -> version (extras dropped)."""
+    pins = re.findall(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s#;]+)", requirements_text, re.M)
+    return {_normalised(name): version for name, version in pins}
+
+
+def check_pins(packages: tuple[str, ...], requirements_text: str) -> None:
+    """Refuse to bundle a package whose installed version is not the one requirements.txt pins (the tests ran that)."""
+    pins = requirement_pins(requirements_text)
+    distributions = importlib.metadata.packages_distributions()
+    for package in packages:
+        for distribution in distributions.get(package, ()):
+            pinned, installed = pins.get(_normalised(distribution)), importlib.metadata.version(distribution)
+            if pinned and installed != pinned:
+                raise RuntimeError(
+                    f"{distribution} {installed} is installed but requirements.txt pins {pinned}: the Lambdas would "
+                    "not run the code the tests ran (`pip install -r requirements.txt` first)"
+                )
+
+
+def _normalised(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
 def work_hours_text(config: StackConfig) -> str:
@@ -328,7 +359,6 @@ class Alerting(Concern):
             architectures=["arm64"],
             handler="app.handler",
             code=pulumi.AssetArchive({path: pulumi.FileAsset(str(file)) for path, file in files.items()}),
-            layers=[powertools_layer(config)],
             role=role.arn,
             timeout=timeout,
             memory_size=256,

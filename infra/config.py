@@ -64,7 +64,6 @@ class StackConfig:
     key_name: str | None
     log_retention_days: int
     warmup_image_tag: str
-    powertools_layer_version: int
     on_demand_fallback: bool  # a Spot launch that fails for lack of capacity switches the group to on-demand
     warmup_public_ip: bool  # the warm-up task gets a public address (a public subnet without NAT needs it)
 
@@ -114,7 +113,6 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
         key_name=reader.string("keyName", default=None),
         log_retention_days=_log_retention(reader),
         warmup_image_tag=reader.string("warmupImageTag", default="latest"),
-        powertools_layer_version=reader.integer("powertoolsLayerVersion", default=27, low=1, high=10_000),
         on_demand_fallback=reader.boolean("onDemandFallback", default=True),
         warmup_public_ip=reader.boolean("warmupPublicIp", default=True),
     )
@@ -175,6 +173,11 @@ def https_url(key: str, url: str) -> str:
 
 
 SECRET_KEYS = ("slackWebhookUrl", "heartbeatUrl")
+# Keys a stack may still set from an earlier version of the program, and what to do instead.
+RETIRED_KEYS = {
+    "powertoolsLayerVersion": "no longer used: the Lambdas bundle the Powertools release requirements.txt pins "
+    "(infra/alerting.py); remove the key",
+}
 KNOWN_KEYS = (
     "vpcId",
     "subnetId",
@@ -194,7 +197,6 @@ KNOWN_KEYS = (
     "keyName",
     "logRetentionDays",
     "warmupImageTag",
-    "powertoolsLayerVersion",
     "onDemandFallback",
     "warmupPublicIp",
 )
@@ -279,6 +281,9 @@ class _Reader:
 
     def refuse_unknown(self) -> None:
         unknown = sorted(set(self._values) - self._read - set(SECRET_KEYS))
+        retired = [key for key in unknown if key in RETIRED_KEYS]
+        if retired:
+            raise ConfigError(retired[0], RETIRED_KEYS[retired[0]])
         if unknown:
             raise ConfigError(unknown[0], f"unknown key (known: {', '.join(KNOWN_KEYS + SECRET_KEYS)})")
 

@@ -113,6 +113,11 @@ def test_a_bad_value_names_its_key(changes, message):
         parse(**changes)
 
 
+def test_a_retired_key_says_what_to_do_instead():
+    with pytest.raises(ConfigError, match=r"^spot-redis:powertoolsLayerVersion: no longer used: .*remove the key"):
+        parse(powertoolsLayerVersion=27)
+
+
 def test_region_is_required():
     with pytest.raises(ConfigError, match="spot-redis:region: set aws:region"):
         parse_config(example_values(), stack="staging", region=None)
