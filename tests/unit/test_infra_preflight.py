@@ -3,6 +3,8 @@ whose look-ups answer with an account that does not match the configuration."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from infra.config import parse_config
@@ -29,7 +31,7 @@ def facts(**changes) -> AccountFacts:
         offered_instance_types=frozenset(TYPES),
         architectures={instance_type: ("arm64",) for instance_type in TYPES},
     )
-    return AccountFacts(**{**matching.__dict__, **changes})
+    return dataclasses.replace(matching, **changes)
 
 
 def messages(config, **changes) -> list[str]:
