@@ -10,10 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from infra.alerting import POWERTOOLS_PACKAGES, check_pins, lambda_files, requirement_pins, vendored_package
+from infra.alerting import (
+    POWERTOOLS_PACKAGES,
+    SHARED_CODE,
+    check_pins,
+    lambda_files,
+    requirement_pins,
+    vendored_package,
+)
 from tests.unit.pulumi_harness import REPO_ROOT, Run, run_program
 
-FUNCTIONS = ("notify", "warmup")
+# Every function under lambdas/ (the program makes one of each), not the code they share.
+FUNCTIONS = sorted(
+    folder.parent.name for folder in (REPO_ROOT / "lambdas").glob("*/app.py") if folder.parent.name != SHARED_CODE
+)
 REQUIREMENTS = (REPO_ROOT / "requirements.txt").read_text()
 # What the Lambda Python runtime itself provides: the AWS SDK and the packages it depends on.
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "dateutil", "six", "urllib3", "jmespath")
@@ -47,10 +57,11 @@ def test_each_zip_holds_the_pinned_powertools_and_what_it_imports(function):
 
 
 def test_the_deployed_functions_use_no_layer_and_ship_the_pinned_powertools(run):
-    for function in FUNCTIONS:
-        inputs = run.named(f"{function}-function").inputs
-        assert not inputs.get("layers")
-        assets = inputs["code"].assets
+    functions = run.of_type("aws:lambda/function:Function")
+    assert {"notify-function", "warmup-function"} <= {function.name for function in functions}
+    for function in functions:
+        assert not function.inputs.get("layers")
+        assets = function.inputs["code"].assets
         assert (
             bundled_powertools_version({path: Path(asset.path) for path, asset in assets.items()}) == powertools_pin()
         )
