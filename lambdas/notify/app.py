@@ -85,6 +85,8 @@ DRAIN = (
     "starts at once), saves the data, stops Redis and detaches the data volume"
 )
 """What spot_redis/agent/drain.py does on a Spot interruption notice."""
+SNS_SUBJECT_LIMIT = 99
+"""SNS refuses a Subject of 100 characters or more."""
 READY = f"'{HOST_READY.detail_type}'"
 READY_FOLLOWS = f"{READY} follows from the replacement, saying what it found on the volume"
 
@@ -785,7 +787,7 @@ def _remaining_seconds(context: Any) -> float:
 def publish_fallback(notice: Notice, why: str) -> None:
     """Send the plain-text message to the SNS fallback topic (e-mail)."""
     subject = f"[spot-redis] {notice.title}"
-    subject = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in subject)[:100]
+    subject = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in subject)[:SNS_SUBJECT_LIMIT]
     clients.get("sns").publish(
         TopicArn=require_env("FALLBACK_TOPIC_ARN"),
         Subject=subject,

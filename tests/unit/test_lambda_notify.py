@@ -517,6 +517,17 @@ def test_slack_500_then_timeout_goes_to_the_fallback(env: Env) -> None:
     assert notification["Subject"].startswith("[spot-redis] Spot interruption")
 
 
+@pytest.mark.parametrize("length", [98, 99, 100, 150])
+def test_the_fallback_subject_stays_under_sns_limit(env: Env, length: int) -> None:
+    """SNS refuses a Subject of 100 characters or more: the subject is cut to 99 at most (and kept printable)."""
+    title = ("é" + "x" * 200)[: length - len("[spot-redis] ")]
+    notice = app.Notice(kind="test", subject="i-0", title=title, happened="h", next_step="n")
+    app.publish_fallback(notice, "a test")
+    [notification] = env.fallback()
+    assert len(notification["Subject"]) == min(length, 99)
+    assert notification["Subject"].startswith("[spot-redis] ?xx")
+
+
 @pytest.mark.parametrize("slack_script", [[500, 200]])
 def test_slack_500_then_200_is_retried_to_slack(env: Env) -> None:
     assert env.run(spot_warning(support.run_instance()))["channel"] == "slack"
