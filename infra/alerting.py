@@ -157,6 +157,7 @@ class Alerting(Concern):
                 **common_environment,
                 "SLACK_WEBHOOK_PARAM": slack_parameter.name,
                 "FALLBACK_TOPIC_ARN": self.topic.arn,
+                "ON_DEMAND_FALLBACK": "true" if config.on_demand_fallback else "false",
             },
             policy=lambda log_group_arn: resolved(
                 iam_documents.notify_policy,
@@ -183,6 +184,7 @@ class Alerting(Concern):
                 "TASK_DEFINITION_ARN": task_definition_arn,
                 "SUBNET_IDS": ",".join(subnet_ids),
                 "SECURITY_GROUP_IDS": pulumi.Output.all(*security_group_ids).apply(",".join),
+                "ASSIGN_PUBLIC_IP": "ENABLED" if config.warmup_public_ip else "DISABLED",
                 "WORK_HOURS": work_hours_text(config),
             },
             policy=lambda log_group_arn: resolved(
@@ -221,8 +223,8 @@ class Alerting(Concern):
             ),
             Rule(
                 "stack-events",
-                "What the host and the warm-up report: host ready (complete, crash or empty), drained, rebalance seen, "
-                "bootstrap failed, warm-up started or finished",
+                "What the host, the warm-up and the fallback report: host ready (complete, crash or empty), drained, "
+                "rebalance seen, bootstrap failed, warm-up started or finished, on-demand, back to Spot",
                 json.dumps(event_patterns.stack_events(stack)),
             ),
             Rule(
@@ -247,15 +249,55 @@ class Alerting(Concern):
             ),
         ):
             self._route(rule, self.warmup)
+        self.capacity = self._on_demand_fallback(common_environment, asg_name) if config.on_demand_fallback else None
         self.register_outputs(
             {
                 "notify_function": self.notify.name,
                 "warmup_function": self.warmup.name,
+                "capacity_function": self.capacity.name if self.capacity else None,
                 "topic_arn": self.topic.arn,
                 "failed_events_queue": self.failed_events.url,
                 "failed_events_alarm": self.failed_events_alarm.name,
             }
         )
+
+    def _on_demand_fallback(
+        self, common_environment: dict[str, pulumi.Input[str]], asg_name: pulumi.Input[str]
+    ) -> aws.lambda_.Function:
+        """The capacity function and its two rules: no Spot capacity switches the group to on-demand, the group at
+        zero goes back to Spot."""
+        config = self.config
+        capacity = self._function(
+            "capacity",
+            description="Switches the Redis host's group to on-demand when Spot has no capacity, and back at zero",
+            timeout=30,
+            environment={**common_environment, "ASG_NAME": asg_name},
+            policy=lambda log_group_arn: resolved(
+                iam_documents.capacity_policy,
+                log_group_arn=log_group_arn,
+                table_arn=self.table.arn,
+                failure_queue_arn=self.failed_events.arn,
+                stack=config.stack,
+                asg_name=asg_name,
+                region=config.region,
+                account_id=self.account_id,
+            ),
+        )
+        group = pulumi.Output.from_input(asg_name)
+        for rule in (
+            Rule(
+                "no-spot-capacity",
+                "The group could not launch the host: on-demand, if Spot lacked capacity",
+                group.apply(lambda name: json.dumps(event_patterns.launch_failures(name))),
+            ),
+            Rule(
+                "group-at-zero",
+                "The group terminated an instance: the capacity function goes back to Spot if the group is at zero",
+                group.apply(lambda name: json.dumps(event_patterns.instances_terminated(name))),
+            ),
+        ):
+            self._route(rule, capacity)
+        return capacity
 
     def _idempotency_table(self, name: str) -> None:
         # aws-lambda-powertools Idempotency's default key schema: partition key `id`, TTL attribute `expiration`.

@@ -18,6 +18,9 @@ from infra.schedule import asg_recurrences, is_working_time
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 DATA_MOUNT = "/srv/redis"  # the redis role's redis_data_dir
 ROOT_VOLUME_GIB = 8
+# lambdas/capacity owns the on-demand base while the fallback is on: `pulumi up` must not reset a group that fell back
+# to on-demand to Spot, which could make Auto Scaling replace the serving host.
+ON_DEMAND_BASE = "mixedInstancesPolicy.instancesDistribution.onDemandBaseCapacity"
 # Burstable performance (T) families: t2, t3, t3a, t4g. All but t2 launch with `unlimited` CPU credits by default,
 # which bills the surplus credits a busy host spends above its baseline: on a Spot host that can cost more than the
 # Spot price itself. They launch with `standard` credits here (a busy host is held to its baseline instead).
@@ -224,7 +227,8 @@ class SpotHost(Concern):
             # The first host reads its policy, the SSM parameters and the bundle at boot: they must exist before it.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                ignore_changes=[] if always_on else ["desiredCapacity"],
+                ignore_changes=([] if always_on else ["desiredCapacity"])
+                + ([ON_DEMAND_BASE] if config.on_demand_fallback else []),
                 depends_on=[self.policy, self.ssm_core, *boot_prerequisites],
             ),
         )

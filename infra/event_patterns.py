@@ -1,4 +1,4 @@
-"""EventBridge event patterns for the rules that drive the notify and warmup Lambdas.
+"""EventBridge event patterns for the rules that drive the notify, warmup and capacity Lambdas.
 
 Pure functions, no Pulumi: each returns a pattern as a dict; the caller json.dumps it
 (inside an Output.apply when an argument is an Output). The custom events' source, detail-types and detail keys are
@@ -14,6 +14,8 @@ REBALANCE_RECOMMENDATION = "EC2 Instance Rebalance Recommendation"
 INSTANCE_STATE_CHANGE = "EC2 Instance State-change Notification"
 NOTIFIED_INSTANCE_STATES = ("running", "stopping", "stopped", "shutting-down", "terminated")
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+LAUNCH_UNSUCCESSFUL = "EC2 Instance Launch Unsuccessful"
+TERMINATE_SUCCESSFUL = "EC2 Instance Terminate Successful"
 
 _CLUSTER_ARN = re.compile(r"^arn:(?P<partition>[a-z-]+):ecs:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):cluster/.+$")
 _TASK_FAMILY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -34,10 +36,21 @@ def instance_state_changes() -> dict:
 
 
 def launch_failures(asg_name: str) -> dict:
-    """The ASG could not launch a replacement (no Spot capacity, for instance); only this ASG."""
+    """The ASG could not launch a replacement (no Spot capacity, for instance); only this ASG. notify tells every one,
+    the capacity Lambda acts on those that are a lack of Spot capacity."""
     return {
         "source": ["aws.autoscaling"],
-        "detail-type": ["EC2 Instance Launch Unsuccessful"],
+        "detail-type": [LAUNCH_UNSUCCESSFUL],
+        "detail": {"AutoScalingGroupName": [_required("asg_name", asg_name)]},
+    }
+
+
+def instances_terminated(asg_name: str) -> dict:
+    """The ASG terminated one of its instances (the scheduled stop, a stop by hand, a replacement); only this ASG. The
+    capacity Lambda then looks whether the group is at zero."""
+    return {
+        "source": ["aws.autoscaling"],
+        "detail-type": [TERMINATE_SUCCESSFUL],
         "detail": {"AutoScalingGroupName": [_required("asg_name", asg_name)]},
     }
 

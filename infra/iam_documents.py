@@ -15,6 +15,11 @@ Action names, resource ARN formats and condition keys follow the Service Authori
 - EventBridge: PutEvents supports ``events:source``, a multivalued key (one value per entry of the request),
   hence ``ForAllValues:StringEquals`` as in the EventBridge example policies, plus a ``Null`` check so that a
   request without the key cannot match vacuously.
+- Auto Scaling: DescribeAutoScalingGroups has no resource-level permissions; UpdateAutoScalingGroup takes the group's
+  ARN (``autoScalingGroup:<uuid>:autoScalingGroupName/<name>``) and ``aws:ResourceTag``. Creating or updating a group
+  *with a launch template* also checks ec2:RunInstances, iam:PassRole (a template with an instance profile) and
+  ssm:GetParameters (an AMI from an SSM parameter) (Auto Scaling guide, "Control Amazon EC2 launch template usage");
+  the capacity Lambda's update names no launch template (its InstancesDistribution only), so none is granted.
 - FIS: the experiment role of ``aws:ec2:send-spot-instance-interruptions`` needs ec2:SendSpotInstanceInterruptions
   (instance resources, ``aws:ResourceTag`` supported) and ec2:DescribeInstances to resolve the target. Its trust
   policy names the account's experiments (``aws:SourceAccount``, ``aws:SourceArn``) against the confused deputy.
@@ -160,6 +165,17 @@ def _describe_ec2(region: str, actions: Sequence[str]) -> Statement:
     )
 
 
+def _asg_name(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", value):
+        raise ValueError(f"asg_name must be an Auto Scaling group name, got {value!r}")
+    return value
+
+
+def _group_arn(region: str, account_id: str, asg_name: str) -> str:
+    """The group's ARN, whatever the id Auto Scaling gave it."""
+    return f"arn:{PARTITION}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{asg_name}"
+
+
 def _write_own_logs(log_group_arn: str) -> Statement:
     group = _arn("log_group_arn", log_group_arn.removesuffix(":*"), "logs", "log-group:")
     return _statement("WriteOwnLogStreams", ["logs:CreateLogStream", "logs:PutLogEvents"], f"{group}:*")
@@ -217,10 +233,8 @@ def host_policy(
     bucket = _arn("bundle_bucket_arn", bundle_bucket_arn, "s3")
     if "/" in bucket:
         raise ValueError(f"bundle_bucket_arn must be a bucket ARN, not an object ARN, got {bucket!r}")
-    if not isinstance(asg_name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", asg_name):
-        raise ValueError(f"asg_name must be an Auto Scaling group name, got {asg_name!r}")
     instances = f"arn:{PARTITION}:ec2:{region}:{account_id}:instance/*"
-    group = f"arn:{PARTITION}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{asg_name}"
+    group = _group_arn(region, account_id, _asg_name(asg_name))
     volume_actions = ["ec2:AttachVolume", "ec2:DetachVolume"]
 
     return _document(
@@ -352,6 +366,34 @@ def warmup_policy(
             ["iam:PassRole"],
             _arns("pass_role_arns", pass_role_arns, "iam", "role/"),
             {"StringEquals": {"iam:PassedToService": ECS_TASKS_SERVICE}},
+        ),
+        _put_spot_redis_events(region, account_id),
+    )
+
+
+def capacity_policy(
+    *,
+    log_group_arn: str,
+    table_arn: str,
+    failure_queue_arn: str,
+    stack: str,
+    asg_name: str,
+    region: str,
+    account_id: str,
+) -> str:
+    """The capacity Lambda's role (the on-demand fallback): read the stack's group, change its mixed instances policy,
+    and announce it."""
+    stack, region, account_id = _stack(stack), _region(region), _account(account_id)
+    return _document(
+        _write_own_logs(log_group_arn),
+        _use_table(table_arn),
+        _keep_failed_events(failure_queue_arn),
+        _statement("DescribeGroupsNoResourceLevelPermissions", ["autoscaling:DescribeAutoScalingGroups"], "*"),
+        _statement(
+            "UpdateOnlyStackGroup",
+            ["autoscaling:UpdateAutoScalingGroup"],
+            _group_arn(region, account_id, _asg_name(asg_name)),
+            {"StringEquals": {f"aws:ResourceTag/{STACK_TAG_KEY}": stack}},
         ),
         _put_spot_redis_events(region, account_id),
     )

@@ -1,7 +1,7 @@
 """The contract of the custom events on EventBridge: their source, detail-types and detail keys, defined once.
 
-The host agent (spot_redis.agent) and the warmup Lambda send these events; the Lambdas (lambdas/) handle them and
-infra/event_patterns.py routes them. Every part imports this module; nothing else spells these names.
+The host agent (spot_redis.agent), the warmup Lambda and the capacity Lambda send these events; the Lambdas (lambdas/)
+handle them and infra/event_patterns.py routes them. Every part imports this module; nothing else spells these names.
 Pure Python, standard library only: it is copied into every Lambda's zip and into the host's Ansible bundle.
 """
 
@@ -57,10 +57,32 @@ WARMUP_FINISHED = EventKind(
     "Redis Warm-up Finished", (*_ABOUT_HOST, "result"), ("task-arn", "exit-code", "stopped-reason")
 )
 
-# What the host agent sends, and what the warmup Lambda sends.
+# The capacity Lambda's events are about the Auto Scaling group, not about one instance.
+_ABOUT_GROUP = ("group", "stack", "activity-id")
+ON_DEMAND = EventKind(
+    "Redis Host On-Demand",
+    # activity-id and status-message: the failed Spot launch that made the group switch. The prices are USD per hour
+    # of the instance type the group launches first, from lambdas/common/prices.py's table (absent for a type or a
+    # region the table lacks).
+    (*_ABOUT_GROUP, "status-message"),
+    (
+        "availability-zone",
+        "instance-type",
+        "on-demand-per-hour",
+        "spot-per-hour",
+        "extra-per-hour",
+        "prices-as-of",
+        "types-without-price",
+    ),
+)
+# activity-id: the termination that left the group at zero.
+BACK_TO_SPOT = EventKind("Redis Host Back To Spot", _ABOUT_GROUP)
+
+# What the host agent sends, what the warmup Lambda sends, what the capacity Lambda sends.
 AGENT_EVENTS = (HOST_READY, HOST_DRAINED, REBALANCE_SEEN, BOOTSTRAP_FAILED)
 WARMUP_EVENTS = (WARMUP_STARTED, WARMUP_FINISHED)
-ALL_EVENTS = AGENT_EVENTS + WARMUP_EVENTS
+CAPACITY_EVENTS = (ON_DEMAND, BACK_TO_SPOT)
+ALL_EVENTS = AGENT_EVENTS + WARMUP_EVENTS + CAPACITY_EVENTS
 BY_DETAIL_TYPE = {kind.detail_type: kind for kind in ALL_EVENTS}
 
 # The one dataset that starts the warm-up batch by itself.

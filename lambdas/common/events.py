@@ -142,14 +142,20 @@ def optional_int(record: EventRecord, key: str) -> int | None:
     return value
 
 
-def optional_seconds(record: EventRecord, key: str) -> float | None:
-    """``detail[key]`` as a number of seconds (int or float, not negative), None when absent or null."""
+def optional_amount(record: EventRecord, key: str, what: str = "a number, not negative") -> float | None:
+    """``detail[key]`` as a number (int or float, not negative), None when absent or null; ``what`` names it in the
+    :class:`MalformedEventError`."""
     value = _value(record, key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise MalformedEventError(f"detail.{key} is not a number of seconds")
+        raise MalformedEventError(f"detail.{key} is not {what}")
     return float(value)
+
+
+def optional_seconds(record: EventRecord, key: str) -> float | None:
+    """``detail[key]`` as a number of seconds (int or float, not negative), None when absent or null."""
+    return optional_amount(record, key, "a number of seconds")
 
 
 def optional_time(record: EventRecord, key: str) -> datetime | None:

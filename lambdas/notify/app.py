@@ -16,6 +16,9 @@ EventBridge → this function → Slack (Block Kit, with a plain-text ``text``),
   (:data:`common.idempotency.WINDOW_SECONDS`), not on the event id. The stop/termination states of one instance share
   one kind, so ``shutting-down`` then ``terminated`` make one message. If both Slack and SNS fail the handler raises
   :class:`DeliveryFailedError`: Powertools deletes the idempotency record, and the Lambda retry sends it again.
+- A launch failure says whether it is a lack of Spot capacity (lambdas/capacity then switches the group to on-demand
+  when ON_DEMAND_FALLBACK is true, and its own "Redis Host On-Demand" says what that costs) or an error that needs a
+  person, with the status message (common.launch_failures decides, for both functions).
 - Malformed events (no detail, wrong types, unknown detail-type, a custom event that breaks its contract) are
   logged as errors with the event id; the handler returns normally because a retry would not help.
 - The webhook URL is read from SSM once per container and never logged: a value with whitespace or control
@@ -50,19 +53,23 @@ from common.events import (
     detail_str,
     detail_time,
     event_id,
+    optional_amount,
     optional_int,
     optional_seconds,
     optional_str,
     optional_time,
     parse_record,
 )
+from common.launch_failures import LaunchFailure, classify
 from common.ownership import alarm_is_ours, is_ours
-from common.runtime import clients, clock, require_env
+from common.runtime import clients, clock, env_choice, require_env
 
 from spot_redis.events import (
+    BACK_TO_SPOT,
     BOOTSTRAP_FAILED,
     HOST_DRAINED,
     HOST_READY,
+    ON_DEMAND,
     REBALANCE_SEEN,
     SOURCE,
     WARMUP_DATASETS,
@@ -87,6 +94,10 @@ DRAIN = (
 """What spot_redis/agent/drain.py does on a Spot interruption notice."""
 SNS_SUBJECT_LIMIT = 99
 """SNS refuses a Subject of 100 characters or more."""
+AT_ZERO = (
+    "the next time the group is at zero (the scheduled stop at the end of working hours, or a stop by hand); a "
+    "serving host is never replaced for it"
+)
 READY = f"'{HOST_READY.detail_type}'"
 READY_FOLLOWS = f"{READY} follows from the replacement, saying what it found on the volume"
 
@@ -320,26 +331,63 @@ def state_change(record: EventRecord, stack: str) -> Notice | None:
 
 
 def launch_failure(record: EventRecord, stack: str) -> Notice | None:
+    """The group could not launch the host: a lack of capacity (Spot, or on-demand once the group fell back to it), or
+    an error that needs a person (common.launch_failures tells them apart)."""
     group = detail_str(record, "AutoScalingGroupName")
     message = optional_str(record, "StatusMessage") or "no reason given"
     details = record.detail.get("Details")
     zone = details.get("Availability Zone") if isinstance(details, dict) else None
     where = f" in {zone}" if isinstance(zone, str) and zone else ""
-    no_capacity = "capacity" in message.lower()
-    title = f"No Spot capacity{where}: Redis host not launched" if no_capacity else "Redis host launch failed"
+    failure = classify(message)
+    facts = (("Group", f"`{group}`"), ("Reason", message))
+    happened = f"The Auto Scaling group `{group}` could not launch the Redis host{where}: {message}"
+    if failure is LaunchFailure.NEEDS_A_PERSON:
+        return Notice(
+            kind="launch-failed",
+            subject=group,
+            title="Redis host launch FAILED: a person must fix it",
+            happened=happened,
+            next_step="The group retries on its own, but this is not a lack of capacity: every attempt fails the same "
+            "way until the cause is fixed, and the on-demand fallback does not apply. Redis is unavailable meanwhile.",
+            todo="Fix what the reason names: an AMI, security group, subnet or key pair that does not exist, the "
+            "launch template, permissions, or a quota (ask for more in Service Quotas); then `pulumi up` if the stack "
+            "changed.",
+            emoji=":rotating_light:",
+            facts=facts,
+        )
+    if failure is LaunchFailure.ON_DEMAND_CAPACITY:
+        return Notice(
+            kind="launch-failed",
+            subject=group,
+            title=f"No on-demand capacity{where} either: Redis host not launched",
+            happened=happened,
+            next_step="The group launches on-demand already (no Spot capacity earlier) and keeps retrying, over all "
+            f"its instance types; the data volume waits in its zone{where}.",
+            todo="Redis is unavailable until a launch succeeds. If this lasts, add instance types to the stack config "
+            "and `pulumi up`.",
+            emoji=":x:",
+            facts=facts,
+        )
+    if env_choice("ON_DEMAND_FALLBACK", ("true", "false"), default="false") == "true":
+        next_step = (
+            "The capacity function switches the group to on-demand instances of the same types for its next "
+            f"attempt ('{ON_DEMAND.detail_type}' follows, with what it costs), and back to Spot {AT_ZERO}."
+        )
+    else:
+        next_step = (
+            "The group keeps retrying on its own, over all its instance types (the on-demand fallback is off: "
+            f"spot-redis:onDemandFallback); the data volume waits in its zone{where}."
+        )
     return Notice(
         kind="launch-failed",
         subject=group,
-        title=title,
-        happened=f"The Auto Scaling group `{group}` could not launch the Redis host{where}: {message}",
-        next_step="The group keeps retrying on its own, over all its instance types; the data volume waits in "
-        f"its zone{where}.",
-        todo="Redis is unavailable until a launch succeeds. If this lasts, add instance types to the stack "
-        "config and `pulumi up`."
-        if no_capacity
-        else "Read the reason above and fix it (quota, AMI, launch template), then `pulumi up`.",
+        title=f"No Spot capacity{where}: Redis host not launched",
+        happened=happened,
+        next_step=next_step,
+        todo="Redis is unavailable until a launch succeeds. If Spot capacity keeps lacking, add instance types to the "
+        "stack config and `pulumi up`.",
         emoji=":x:",
-        facts=(("Group", f"`{group}`"), ("Reason", message)),
+        facts=facts,
     )
 
 
@@ -650,13 +698,104 @@ def failed_events_waiting(record: EventRecord, stack: str) -> Notice | None:
         # One message per time the alarm goes off: a repeat delivery has the same timestamp, a new episode another.
         subject=f"{alarm}@{state.get('timestamp') or record.time.isoformat()}",
         title=f"{count} the spot-redis Lambdas could not handle {'is' if waiting == 1 else 'are'} waiting",
-        happened=f"The alarm `{alarm}` went off: the notify or warmup function gave up on events after its "
-        "retries, so a message may be missing above or a warm-up may not have started.",
+        happened=f"The alarm `{alarm}` went off: the notify, warmup or capacity function gave up on events after "
+        "its retries, so a message may be missing above, a warm-up may not have started, or the group may not have "
+        "switched between Spot and on-demand.",
         next_step="The events wait in the failed-events queue for 14 days; nothing retries them by itself.",
         todo="Read them (`pulumi stack output failedEventsQueueUrl`, then `aws sqs receive-message`), act on what "
         "they say, fix the cause (the function's logs say it), then delete them.",
         emoji=":rotating_light:",
         facts=(("Alarm", f"`{alarm}`"), ("Waiting", str(waiting) if waiting is not None else "unknown")),
+    )
+
+
+def _stack_group_event(record: EventRecord, stack: str) -> str | None:
+    """The group of a custom event of the capacity function, for this stack; None (logged) for another stack's."""
+    group = detail_str(record, "group")
+    event_stack = detail_str(record, "stack")
+    if event_stack != stack:
+        logger.info("event of another stack: no message", extra={"event_stack": event_stack, "group": group})
+        return None
+    return group
+
+
+def _dollars(amount: float) -> str:
+    return f"${amount:.4f}".rstrip("0").rstrip(".") if amount else "$0"
+
+
+def _cost(record: EventRecord) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What on-demand costs more than Spot, as a sentence and as facts, from the event's prices (the capacity
+    function's price table); says so when the table has no price for the type."""
+    instance_type = optional_str(record, "instance-type")
+    on_demand = optional_amount(record, "on-demand-per-hour", "a price")
+    spot = optional_amount(record, "spot-per-hour", "a price")
+    extra = optional_amount(record, "extra-per-hour", "a price")
+    as_of = optional_str(record, "prices-as-of") or "unknown date"
+    missing = detail_names(record, "types-without-price") if record.detail.get("types-without-price") else []
+    facts: list[tuple[str, str]] = [("Instance type", f"`{instance_type}`" if instance_type else "unknown")]
+    if on_demand is None or spot is None or extra is None:
+        sentence = (
+            f"What on-demand {instance_type or 'capacity'} costs is not in the price table "
+            "(lambdas/common/prices.py): see the EC2 on-demand pricing page."
+        )
+    else:
+        sentence = (
+            f"On-demand {instance_type} costs {_dollars(on_demand)}/h against about {_dollars(spot)}/h on Spot: "
+            f"{_dollars(extra)} more per hour while it runs (price table of {as_of})."
+        )
+        facts += [
+            ("Extra per hour", _dollars(extra)),
+            ("On-demand / Spot", f"{_dollars(on_demand)} / {_dollars(spot)}"),
+        ]
+    if missing:
+        facts.append(("Not in the price table", ", ".join(missing)))
+    return sentence, tuple(facts)
+
+
+def on_demand(record: EventRecord, stack: str) -> Notice | None:
+    """lambdas/capacity switched the group to on-demand after a Spot launch without capacity."""
+    activity = detail_str(record, "activity-id")
+    message = detail_str(record, "status-message")
+    zone = optional_str(record, "availability-zone")
+    cost, cost_facts = _cost(record)
+    group = _stack_group_event(record, stack)
+    if group is None:
+        return None
+    extra = optional_amount(record, "extra-per-hour", "a price")
+    return Notice(
+        kind="on-demand",
+        subject=activity,
+        title="No Spot capacity: the Redis host runs ON-DEMAND"
+        + (f" ({_dollars(extra)}/h more)" if extra is not None else ""),
+        happened=f"The Auto Scaling group `{group}` could not launch a Spot instance"
+        + (f" in {zone}" if zone else "")
+        + f" ({message}), so it now launches on-demand instances of the same types: the host comes back at the "
+        "group's next attempt, and runs on-demand. " + cost,
+        next_step=f"The group goes back to 100% Spot {AT_ZERO}.",
+        todo="Nothing, unless the extra cost matters: then stop the host (set the group's desired capacity to 0) "
+        "and start it again later, when Spot may have capacity.",
+        emoji=":moneybag:",
+        facts=(("Group", f"`{group}`"), *cost_facts),
+    )
+
+
+def back_to_spot(record: EventRecord, stack: str) -> Notice | None:
+    """lambdas/capacity returned the group to Spot while it was at zero."""
+    activity = detail_str(record, "activity-id")
+    group = _stack_group_event(record, stack)
+    if group is None:
+        return None
+    return Notice(
+        kind="back-to-spot",
+        subject=activity,
+        title="The Redis host is back on Spot",
+        happened=f"The Auto Scaling group `{group}` stopped its on-demand host and is at zero: its next launch is a "
+        "Spot instance again, and the on-demand extra cost has ended.",
+        next_step="The next start launches Spot. If Spot has no capacity then, the group switches to on-demand "
+        "again, and says so.",
+        todo="Nothing.",
+        emoji=":white_check_mark:",
+        facts=(("Group", f"`{group}`"),),
     )
 
 
@@ -673,6 +812,8 @@ ROUTES: dict[tuple[str, str], Callable[[EventRecord, str], Notice | None]] = {
     (SOURCE, BOOTSTRAP_FAILED.detail_type): bootstrap_failed,
     (SOURCE, WARMUP_STARTED.detail_type): warmup_started,
     (SOURCE, WARMUP_FINISHED.detail_type): warmup_finished,
+    (SOURCE, ON_DEMAND.detail_type): on_demand,
+    (SOURCE, BACK_TO_SPOT.detail_type): back_to_spot,
     ("aws.cloudwatch", "CloudWatch Alarm State Change"): failed_events_waiting,
 }
 

@@ -7,6 +7,8 @@
 - :func:`load_event` reads a sample from tests/unit/events; :func:`custom_event` builds one of the custom events of
   spot_redis.events; :class:`FakeContext` is a Lambda context.
 - :func:`capture_logs` points a Powertools logger at a buffer (it writes JSON lines to the stdout it saw at creation).
+- :func:`make_group` makes the stack's Auto Scaling group in moto; :class:`AwsUpdateSemantics` and
+  :class:`RecordingEvents` wrap moto's clients (lambdas/capacity's world).
 """
 
 from __future__ import annotations
@@ -397,3 +399,91 @@ def notify_env(app: ModuleType, script: list[int | str] | None = None, now: Any 
                 yield NotifyEnv(app=app, slack=slack, queue=queue, context=FakeContext(), logs=logs)
         finally:
             app.reset_caches()
+
+
+# --- lambdas/capacity's world: the stack's Auto Scaling group (shared by the capacity and contract tests) ------------
+
+GROUP = "spot-redis-staging"
+GROUP_TYPES = ["t4g.small", "t4g.medium", "m6g.medium", "m7g.medium"]  # Pulumi.example.yaml's
+GROUP_DISTRIBUTION = {  # what infra/compute.py asks for: 100% Spot, price-capacity-optimized
+    "OnDemandBaseCapacity": 0,
+    "OnDemandPercentageAboveBaseCapacity": 0,
+    "SpotAllocationStrategy": "price-capacity-optimized",
+}
+NO_SPOT_CAPACITY_EVENT = "own/autoscaling-launch-unsuccessful-no-spot-capacity"
+TERMINATED_EVENT = "own/autoscaling-terminate-successful"
+
+
+class AwsUpdateSemantics:
+    """moto's Auto Scaling client, updating a mixed instances policy as AWS does, and keeping each update request.
+
+    moto 5.2.5 replaces a group's whole mixed instances policy on UpdateAutoScalingGroup and needs its launch template
+    in the request; AWS keeps what the request leaves out (the API reference: the launch template "is not required
+    when updating the group")."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.updates: list[dict[str, Any]] = []
+
+    def update_auto_scaling_group(self, **request: Any) -> Any:
+        self.updates.append(json.loads(json.dumps(request)))
+        given = request.get("MixedInstancesPolicy")
+        if given is not None and "LaunchTemplate" not in given:
+            (group,) = self.describe_auto_scaling_groups(AutoScalingGroupNames=[request["AutoScalingGroupName"]])[
+                "AutoScalingGroups"
+            ]
+            current = group["MixedInstancesPolicy"]
+            specification = current["LaunchTemplate"]["LaunchTemplateSpecification"]
+            request["MixedInstancesPolicy"] = {
+                "LaunchTemplate": {
+                    # moto refuses a specification that names the template by both id and name, as describe shows it
+                    "LaunchTemplateSpecification": {
+                        "LaunchTemplateId": specification["LaunchTemplateId"],
+                        "Version": specification["Version"],
+                    },
+                    "Overrides": current["LaunchTemplate"]["Overrides"],
+                },
+                "InstancesDistribution": {**current["InstancesDistribution"], **given.get("InstancesDistribution", {})},
+            }
+        return self._client.update_auto_scaling_group(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class RecordingEvents:
+    """moto's EventBridge client, keeping every entry passed to PutEvents."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.entries: list[dict[str, Any]] = []
+
+    def put_events(self, **request: Any) -> Any:
+        self.entries.extend(request["Entries"])
+        return self._client.put_events(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def make_group(desired: int = 0, on_demand_base: int = 0, protected: bool = False, name: str = GROUP) -> None:
+    """The stack's group as infra/compute.py makes it (one zone, max 1, several types, 100% Spot unless
+    ``on_demand_base``). Call inside :func:`aws`."""
+    template = client("ec2").create_launch_template(
+        LaunchTemplateName=f"{name}-template", LaunchTemplateData={"ImageId": "ami-12c6146b"}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        MinSize=0,
+        MaxSize=1,
+        DesiredCapacity=desired,
+        AvailabilityZones=[f"{REGION}a"],
+        NewInstancesProtectedFromScaleIn=protected,
+        MixedInstancesPolicy={
+            "LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateId": template, "Version": "$Latest"},
+                "Overrides": [{"InstanceType": instance_type} for instance_type in GROUP_TYPES],
+            },
+            "InstancesDistribution": {**GROUP_DISTRIBUTION, "OnDemandBaseCapacity": on_demand_base},
+        },
+    )

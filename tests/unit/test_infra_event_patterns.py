@@ -24,6 +24,7 @@ from infra.event_patterns import (
     dataset_events,
     dlm_policy_errors,
     instance_state_changes,
+    instances_terminated,
     launch_failures,
     snapshot_failures,
     spot_warnings,
@@ -117,6 +118,8 @@ LAUNCH_FAILURE = sample("autoscaling-launch-unsuccessful")
 SNAPSHOT_FAILURE = sample("ebs-snapshot-failed")
 DLM_ERROR = sample("dlm-policy-state-error")
 ALARM_RAISED = json.loads((OWN_EVENTS / "cloudwatch-alarm-failed-events.json").read_text())
+NO_SPOT_CAPACITY = json.loads((OWN_EVENTS / "autoscaling-launch-unsuccessful-no-spot-capacity.json").read_text())
+TERMINATED = json.loads((OWN_EVENTS / "autoscaling-terminate-successful.json").read_text())
 
 
 # --- moto --------------------------------------------------------------------------------------------------------
@@ -252,6 +255,17 @@ MATCHES = [
     pytest.param(dataset_events(STACK), host_ready("empty"), id="dataset-empty"),
     pytest.param(warmup_task_stopped(CLUSTER_ARN, WARMUP_FAMILY), WARMUP_TASK_STOPPED, id="warmup-task-stopped"),
     pytest.param(alarm_raised(ALARM_ARN), ALARM_RAISED, id="failed-events-alarm"),
+    pytest.param(launch_failures(ASG_NAME), NO_SPOT_CAPACITY, id="launch-failure-no-spot-capacity"),
+    pytest.param(instances_terminated(ASG_NAME), TERMINATED, id="terminated-at-the-scheduled-stop"),
+    pytest.param(
+        instances_terminated(ASG_NAME),
+        with_detail(
+            TERMINATED,
+            Cause="At 2026-11-23T03:00:00Z an instance was taken out of service in response to an "
+            "EC2 health check indicating it has been terminated or stopped.",
+        ),
+        id="terminated-as-unhealthy",
+    ),
     pytest.param(
         warmup_task_stopped(CLUSTER_ARN, WARMUP_FAMILY),
         with_detail(WARMUP_TASK_STOPPED, stopCode="SpotInterruption", desiredStatus="STOPPED"),
@@ -289,6 +303,18 @@ NEAR_MISSES = [
         with_detail(SNAPSHOT_FAILURE, event="copySnapshot", result="succeeded"),
         id="copy-snapshot-succeeded",
     ),
+    pytest.param(
+        instances_terminated(ASG_NAME),
+        with_detail(TERMINATED, AutoScalingGroupName="spot-redis-production"),
+        id="terminated-other-asg",
+    ),
+    pytest.param(
+        instances_terminated(ASG_NAME),
+        replaced(TERMINATED, "detail-type", "EC2 Instance Terminate Unsuccessful"),
+        id="terminate-unsuccessful",
+    ),
+    pytest.param(instances_terminated(ASG_NAME), LAUNCH_FAILURE, id="terminated-not-a-launch-failure"),
+    pytest.param(launch_failures(ASG_NAME), TERMINATED, id="launch-failure-not-a-termination"),
     pytest.param(dlm_policy_errors(POLICY_ARN), with_detail(DLM_ERROR, state="ENABLED"), id="dlm-enabled"),
     pytest.param(
         dlm_policy_errors(POLICY_ARN),
@@ -381,6 +407,7 @@ def test_task_definition_prefix_follows_the_cluster(cluster_arn, prefix):
     "build, args",
     [
         pytest.param(launch_failures, ("",), id="blank-asg"),
+        pytest.param(instances_terminated, (" ",), id="blank-terminated-asg"),
         pytest.param(dlm_policy_errors, (" ",), id="blank-policy"),
         pytest.param(alarm_raised, ("",), id="blank-alarm"),
         pytest.param(stack_events, ("",), id="blank-stack"),

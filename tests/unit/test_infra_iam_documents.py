@@ -11,6 +11,7 @@ from parliament import iam_definition
 from infra import iam_documents
 from infra.iam_documents import (
     assume_role_policy,
+    capacity_policy,
     drill_policy,
     fis_trust_policy,
     host_policy,
@@ -36,6 +37,7 @@ PARAMETER_ARNS = [
 BUNDLE_BUCKET_ARN = f"arn:aws:s3:::spot-redis-{STACK}-bundles-{ACCOUNT}"
 NOTIFY_LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/spot-redis-{STACK}-notify"
 WARMUP_LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/spot-redis-{STACK}-warmup"
+CAPACITY_LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/spot-redis-{STACK}-capacity"
 TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/spot-redis-{STACK}-events"
 SLACK_PARAMETER_ARN = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/spot-redis/{STACK}/slack-webhook-url"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:spot-redis-{STACK}-alerts"
@@ -61,6 +63,7 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
         "ec2:DescribeTags",
         "autoscaling:DescribeScalingActivities",
         "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeAutoScalingGroups",
         "servicediscovery:GetOperation",
         "logs:CreateLogDelivery",
     }
@@ -114,6 +117,19 @@ def _warmup(**overrides: Any) -> str:
     return warmup_policy(**(kwargs | overrides))
 
 
+def _capacity(**overrides: Any) -> str:
+    kwargs: dict[str, Any] = {
+        "log_group_arn": CAPACITY_LOG_GROUP_ARN,
+        "table_arn": TABLE_ARN,
+        "failure_queue_arn": FAILURE_QUEUE_ARN,
+        "stack": STACK,
+        "asg_name": ASG_NAME,
+        "region": REGION,
+        "account_id": ACCOUNT,
+    }
+    return capacity_policy(**(kwargs | overrides))
+
+
 def _task_execution(**overrides: Any) -> str:
     kwargs: dict[str, Any] = {
         "app_password_parameter_arn": APP_PASSWORD_PARAMETER_ARN,
@@ -141,6 +157,7 @@ DOCUMENTS: dict[str, str] = {
     "host": _host(),
     "notify": _notify(),
     "warmup": _warmup(),
+    "capacity": _capacity(),
     "task-execution": _task_execution(),
     "bundle-bucket": tls_only_bucket_policy(BUNDLE_BUCKET_ARN),
     "trust-fis-experiments": _fis_trust(),
@@ -393,7 +410,7 @@ def test_host_reads_only_its_parameters_and_bundles() -> None:
     assert _resources(_allowing(document, "s3:GetObject")) == {f"{BUNDLE_BUCKET_ARN}/bundles/*"}
 
 
-@pytest.mark.parametrize("name", ["host", "warmup"])
+@pytest.mark.parametrize("name", ["host", "warmup", "capacity"])
 def test_put_events_only_with_source_spot_redis(name: str) -> None:
     (statement,) = _allowing(DOCUMENTS[name], "events:PutEvents")
     assert statement["Resource"] == f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
@@ -457,6 +474,20 @@ def test_warmup_passes_only_its_task_roles_to_ecs_tasks() -> None:
     (statement,) = _allowing(_warmup(), "iam:PassRole")
     assert sorted(_as_list(statement["Resource"])) == sorted(PASS_ROLE_ARNS)
     assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+
+def test_capacity_changes_only_the_stack_group_and_no_launch_template() -> None:
+    """Its UpdateAutoScalingGroup sends the instances distribution only: no launch template, so neither
+    ec2:RunInstances nor iam:PassRole nor ssm:GetParameters (which an update with a launch template also checks)."""
+    document = _capacity()
+    (update,) = _allowing(document, "autoscaling:UpdateAutoScalingGroup")
+    assert _as_list(update["Resource"]) == [GROUP_ARN]
+    assert update["Condition"] == {"StringEquals": {"aws:ResourceTag/spot-redis:stack": STACK}}
+    assert _resources(_allowing(document, "autoscaling:DescribeAutoScalingGroups")) == {"*"}
+    assert _resources(_allowing(document, "dynamodb:PutItem")) == {TABLE_ARN}
+    assert _resources(_allowing(document, "logs:PutLogEvents")) == {f"{CAPACITY_LOG_GROUP_ARN}:*"}
+    actions = {action for statement in _statements(document) for action in _as_list(statement["Action"])}
+    assert not {action for action in actions if action.split(":")[0] in ("ec2", "iam", "ssm")}
 
 
 def test_task_execution_reads_only_the_app_password() -> None:
@@ -552,6 +583,8 @@ class _NotAString:  # stands for a pulumi.Output passed by mistake outside .appl
         (_notify, {"log_group_arn": TABLE_ARN}),
         (_warmup, {"cluster_arn": "spot-redis-staging"}),
         (_warmup, {"pass_role_arns": [f"arn:aws:iam::{ACCOUNT}:role/*"]}),
+        (_capacity, {"asg_name": "spot-redis-*"}),
+        (_capacity, {"stack": "*"}),
         (_task_execution, {"app_password_parameter_arn": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/*"}),
         (_drill, {"stack": "*"}),
         (_drill, {"region": "tokyo"}),

@@ -126,7 +126,7 @@ def test_dlm_keeps_at_least_one_snapshot(run):
 
 def test_every_log_group_has_a_retention(run):
     groups = run.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len(groups) == 4
+    assert len(groups) == 5  # the warm-up task, the three Lambdas, the drill
     assert all(group.inputs.get("retentionInDays") == 30 for group in groups)
 
 
@@ -157,12 +157,14 @@ def test_the_program_makes_the_iam_documents_expected(run):
         "platform-warmup-execution.assumeRolePolicy",
         "notify-role.assumeRolePolicy",
         "warmup-role.assumeRolePolicy",
+        "capacity-role.assumeRolePolicy",
         "drill-role.assumeRolePolicy",
     }
     assert {
         "host-policy.policy",
         "notify-policy.policy",
         "warmup-policy.policy",
+        "capacity-policy.policy",
         "platform-warmup-execution-secrets.policy",
         "bundle-tls-only.policy",
         "drill-policy.policy",

@@ -389,6 +389,8 @@ EXPECTED_ROUTES = {
     "failed-events-alarm": "notify",
     "dataset-events": "warmup",
     "warmup-stopped": "warmup",
+    "no-spot-capacity": "capacity",
+    "group-at-zero": "capacity",
 }
 
 
@@ -433,6 +435,7 @@ def test_lambdas_get_their_configuration_from_the_environment(run):
         "IDEMPOTENCY_TABLE": table,
         "SLACK_WEBHOOK_PARAM": "/spot-redis/example/slack-webhook-url",
         "FALLBACK_TOPIC_ARN": run.one("aws:sns/topic:Topic").outputs["arn"],
+        "ON_DEMAND_FALLBACK": "true",
     }
     variables = warmup["environment"]["variables"]
     assert variables["CLUSTER_ARN"] == run.one("aws:ecs/cluster:Cluster").outputs["arn"]
@@ -447,6 +450,7 @@ def test_lambdas_get_their_configuration_from_the_environment(run):
         "TASK_DEFINITION_ARN",
         "SUBNET_IDS",
         "SECURITY_GROUP_IDS",
+        "ASSIGN_PUBLIC_IP",
         "WORK_HOURS",
     }
     for function in (notify, warmup):
@@ -487,10 +491,10 @@ def test_an_event_a_lambda_failed_on_is_kept_not_dropped(run):
         c.inputs["functionName"]: c.inputs
         for c in run.of_type("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
     }
-    assert set(configs) == {"spot-redis-example-notify", "spot-redis-example-warmup"}
+    assert set(configs) == {"spot-redis-example-notify", "spot-redis-example-warmup", "spot-redis-example-capacity"}
     for config in configs.values():
         assert config["destinationConfig"]["onFailure"]["destination"] == queue.outputs["arn"]
-    for policy in ("notify-policy", "warmup-policy"):
+    for policy in ("notify-policy", "warmup-policy", "capacity-policy"):
         statements = json.loads(run.named(policy).inputs["policy"])["Statement"]
         assert any(s["Action"] == ["sqs:SendMessage"] and s["Resource"] == queue.outputs["arn"] for s in statements)
     assert run.outputs["failedEventsQueueUrl"].endswith("/spot-redis-example-failed-events")

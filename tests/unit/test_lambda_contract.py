@@ -3,7 +3,8 @@
 - Every kind the host agent sends (AGENT_EVENTS), built with spot_redis.events.entry with every required and optional
   key filled, is handled by lambdas/notify: one Slack message that names the instance, or deliberate silence for
   REBALANCE_SEEN; HOST_READY is handled by lambdas/warmup too (the batch for `empty` only).
-- What lambdas/warmup really puts (run, not paraphrased) is handled by notify.
+- What lambdas/warmup and lambdas/capacity really put (run, not paraphrased) is handled by notify, and every key of
+  their kinds is understood.
 - Every event infra/alerting.py's rules send to a Lambda has a route there.
 - Each function's zip, as infra/alerting.py packages it, imports its handler with nothing but the zip (and what the
   runtime and the Powertools layer provide): `spot_redis.events` comes from the zip, without the host agent.
@@ -29,9 +30,11 @@ import pytest
 from spot_redis.events import (
     AGENT_EVENTS,
     ALL_EVENTS,
+    BACK_TO_SPOT,
     BOOTSTRAP_FAILED,
     HOST_DRAINED,
     HOST_READY,
+    ON_DEMAND,
     REBALANCE_SEEN,
     SOURCE,
     WARMUP_DATASETS,
@@ -44,6 +47,7 @@ from spot_redis.events import (
 from tests.unit import lambda_support as support
 
 notify = support.load_lambda("notify")
+capacity = support.load_lambda("capacity")
 
 from common.runtime import clients  # noqa: E402 - lambdas/ is on sys.path once lambda_support is imported
 
@@ -63,8 +67,6 @@ def load_warmup() -> ModuleType:
 
 
 warmup = load_warmup()
-
-ABOUT_HOST = ("instance-id", "stack")
 
 # Every key of every kind, filled as its sender fills it (instance-id and stack are added per test).
 FULL_DETAILS: dict[str, dict[str, Any]] = {
@@ -97,16 +99,30 @@ FULL_DETAILS: dict[str, dict[str, Any]] = {
         "exit-code": 3,
         "stopped-reason": "Essential container in task exited",
     },
+    ON_DEMAND.detail_type: {
+        "group": support.GROUP,
+        "activity-id": "3c1f6a2e-9b4d-4e7a-8c5f-6d2e1b0a9f8c",
+        "status-message": "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity "
+        "available that matches your request. Launching EC2 instance failed.",
+        "availability-zone": "ap-northeast-1a",
+        "instance-type": "t4g.small",
+        "on-demand-per-hour": 0.0216,
+        "spot-per-hour": 0.007,
+        "extra-per-hour": 0.0146,
+        "prices-as-of": "2026-12-05",
+        "types-without-price": ["m6g.medium"],
+    },
+    BACK_TO_SPOT.detail_type: {"group": support.GROUP, "activity-id": "7e6d5c4b-3a2f-4e1d-9c8b-7a6f5e4d3c2b"},
 }
 
 SILENT = {REBALANCE_SEEN.detail_type}  # AWS's own rebalance event already makes a message
 
 
 def full_entry(kind: EventKind, instance_id: str, **changes: Any) -> dict[str, Any]:
-    """A PutEvents entry of ``kind`` with every key of the contract filled (entry() refuses a key it lacks)."""
-    return entry(
-        kind, {"instance-id": instance_id, "stack": support.STACK, **FULL_DETAILS[kind.detail_type], **changes}
-    )
+    """A PutEvents entry of ``kind`` with every key of the contract filled (entry() refuses a key it lacks); the
+    instance id goes to the kinds about an instance."""
+    about = {"instance-id": instance_id} if "instance-id" in kind.keys else {}
+    return entry(kind, {**about, "stack": support.STACK, **FULL_DETAILS[kind.detail_type], **changes})
 
 
 def as_delivered(entry: dict[str, Any]) -> dict[str, Any]:
@@ -124,21 +140,6 @@ def as_delivered(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class RecordingEvents:
-    """moto's EventBridge client, keeping every entry passed to PutEvents."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.entries: list[dict[str, Any]] = []
-
-    def put_events(self, **kwargs: Any) -> Any:
-        self.entries.extend(kwargs["Entries"])
-        return self._client.put_events(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
 @pytest.fixture
 def env() -> Iterator[support.NotifyEnv]:
     with support.notify_env(notify) as env:
@@ -149,7 +150,7 @@ def env() -> Iterator[support.NotifyEnv]:
 class WarmupWorld:
     cluster: str
     task_definition: str
-    events: RecordingEvents
+    events: support.RecordingEvents
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         return warmup.handler(event, support.FakeContext(function_name="spot-redis-staging-warmup"))
@@ -165,7 +166,7 @@ def warmup_world(env: support.NotifyEnv) -> Iterator[WarmupWorld]:
         networkMode="bridge",  # moto 5.2.5 cannot make the ENI of an awsvpc task; the function does not care
         containerDefinitions=[{"name": "warmup", "image": "warmup:latest", "essential": True, "memory": 512}],
     )["taskDefinition"]["taskDefinitionArn"]
-    events = RecordingEvents(support.client("events"))
+    events = support.RecordingEvents(support.client("events"))
     # Both functions run in this one process: they share common.runtime's clients (notify_env made them from moto)
     # and the environment, as they share the stack's idempotency table; warmup's own settings are added to it.
     environ = {
@@ -183,12 +184,17 @@ def warmup_world(env: support.NotifyEnv) -> Iterator[WarmupWorld]:
         yield WarmupWorld(cluster, task_definition, events)
 
 
-def said_once_about(env: support.NotifyEnv, entry: dict[str, Any], instance_id: str) -> None:
+def said_once_about(env: support.NotifyEnv, entry: dict[str, Any], subject: str) -> None:
+    """notify makes one message of the entry, naming ``subject`` (the instance, or the group), and none of its
+    redelivery."""
     before = len(env.slack.posts)
-    result = env.run(as_delivered(entry))
+    event = as_delivered(entry)
+    result = env.run(event)
     assert result["status"] == "delivered", (result, entry)
     assert len(env.slack.posts) == before + 1
-    assert instance_id in env.slack.posts[-1]["text"]
+    assert subject in env.slack.posts[-1]["text"]
+    env.run({**event, "id": str(uuid.uuid4())})
+    assert len(env.slack.posts) == before + 1
 
 
 # --- the contract itself ------------------------------------------------------------------------------------------
@@ -197,7 +203,7 @@ def said_once_about(env: support.NotifyEnv, entry: dict[str, Any], instance_id: 
 def test_the_full_details_fill_every_key_of_every_kind() -> None:
     """A key added to spot_redis/events.py must be added here, and so be sent through the Lambdas below."""
     for kind in ALL_EVENTS:
-        assert set(FULL_DETAILS[kind.detail_type]) | set(ABOUT_HOST) == set(kind.keys), kind.detail_type
+        assert set(FULL_DETAILS[kind.detail_type]) == set(kind.keys) - {"instance-id", "stack"}, kind.detail_type
     assert set(FULL_DETAILS) == {kind.detail_type for kind in ALL_EVENTS}
 
 
@@ -284,6 +290,41 @@ def test_every_key_of_the_warmups_events_is_understood_by_notify(env: support.No
     said_once_about(env, full_entry(kind, "i-0123456789abcdef0"), "i-0123456789abcdef0")
 
 
+# --- what lambdas/capacity sends ------------------------------------------------------------------------------------
+
+
+def test_on_demand_and_back_to_spot_as_capacity_puts_them(env: support.NotifyEnv, monkeypatch: Any) -> None:
+    monkeypatch.setenv("ASG_NAME", support.GROUP)
+    support.make_group(desired=1)
+    autoscaling = support.AwsUpdateSemantics(support.client("autoscaling"))
+    events = support.RecordingEvents(support.client("events"))
+    clients.set("autoscaling", autoscaling)
+    clients.set("events", events)
+
+    assert capacity.handler(support.load_event(support.NO_SPOT_CAPACITY_EVENT), env.context)["action"] == "switched"
+    autoscaling.set_desired_capacity(AutoScalingGroupName=support.GROUP, DesiredCapacity=0)  # the scheduled stop
+    assert capacity.handler(support.load_event(support.TERMINATED_EVENT), env.context)["action"] == "back-to-spot"
+
+    assert [e["DetailType"] for e in events.entries] == [ON_DEMAND.detail_type, BACK_TO_SPOT.detail_type]
+    for sent in events.entries:
+        said_once_about(env, sent, support.GROUP)
+    switched, returned = (post["text"] for post in env.slack.posts)
+    assert "runs ON-DEMAND ($0.0146/h more)" in switched and "t4g.small costs $0.0216/h" in switched
+    assert "back on Spot" in returned
+
+
+@pytest.mark.parametrize("kind", [ON_DEMAND, BACK_TO_SPOT], ids=lambda kind: kind.detail_type)
+def test_every_key_of_the_capacity_events_is_understood_by_notify(env: support.NotifyEnv, kind: EventKind) -> None:
+    said_once_about(env, full_entry(kind, "i-0123456789abcdef0"), support.GROUP)
+
+
+def test_on_demand_without_a_price_says_so(env: support.NotifyEnv) -> None:
+    prices = ("instance-type", "on-demand-per-hour", "spot-per-hour", "extra-per-hour", "prices-as-of")
+    detail = {key: value for key, value in FULL_DETAILS[ON_DEMAND.detail_type].items() if key not in prices}
+    said_once_about(env, entry(ON_DEMAND, {"stack": support.STACK, **detail}), support.GROUP)
+    assert "is not in the price table" in env.slack.posts[-1]["text"]
+
+
 # --- infra/alerting.py's rules ---------------------------------------------------------------------------------------
 
 
@@ -317,6 +358,16 @@ def test_every_event_a_rule_sends_to_notify_has_a_message(program: Any) -> None:
     assert {(SOURCE, kind.detail_type) for kind in ALL_EVENTS} <= sent
     assert len(sent) >= 12
     assert sent <= set(notify.ROUTES), sent - set(notify.ROUTES)
+
+
+def test_every_event_a_rule_sends_to_capacity_has_a_route(program: Any) -> None:
+    sent, patterns = routed_events(program, "capacity")
+    assert sent == {
+        ("aws.autoscaling", "EC2 Instance Launch Unsuccessful"),
+        ("aws.autoscaling", "EC2 Instance Terminate Successful"),
+    }
+    assert sent <= set(capacity.ROUTES), sent - set(capacity.ROUTES)
+    assert all(pattern["detail"]["AutoScalingGroupName"] == ["spot-redis-example-redis"] for pattern in patterns)
 
 
 def test_every_event_a_rule_sends_to_warmup_has_a_route(program: Any) -> None:
@@ -366,7 +417,7 @@ def import_handler(package: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60, cwd=package.parent)
 
 
-@pytest.mark.parametrize("function", ["notify", "warmup"])
+@pytest.mark.parametrize("function", ["notify", "warmup", "capacity"])
 def test_the_zip_imports_its_handler_with_the_event_contract(program: Any, tmp_path: Path, function: str) -> None:
     package = unpacked_zip(program, function, tmp_path)
     assert sorted(p.relative_to(package).as_posix() for p in (package / "spot_redis").rglob("*")) == [
@@ -378,7 +429,7 @@ def test_the_zip_imports_its_handler_with_the_event_contract(program: Any, tmp_p
     assert result.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize("function", ["notify", "warmup"])
+@pytest.mark.parametrize("function", ["notify", "warmup", "capacity"])
 def test_without_the_contract_in_the_zip_the_handler_would_not_import(
     program: Any, tmp_path: Path, function: str
 ) -> None:
