@@ -72,8 +72,12 @@ def assert_replacement_serves(lab, report: dict) -> None:
     assert as_app(lab, report["new_address"], "PING") == "PONG"
 
 
+ALERTMANAGER_TITLES = ("[FIRING]", "[RESOLVED]")  # monitor-1 still watches redis-1's address, and repeats by design
+
+
 def assert_one_message_each(report: dict) -> None:
-    titles = report["slack_titles"]
+    """Each event the notify function handled (delivered twice by the event bus) is one message."""
+    titles = [title for title in report["slack_titles"] if not title.startswith(ALERTMANAGER_TITLES)]
     assert len(titles) == len(set(titles)), f"a message reached Slack twice: {titles}"
 
 
