@@ -84,7 +84,9 @@ def forget_root_disk(node: topology.Node) -> None:
     shutil.rmtree(control.host_dir(node) / "rootfs", ignore_errors=True)
 
 
-def boot_replacement(node: topology.Node, instance_id: str, account: cloud.Account, events) -> None:
+def boot_replacement(
+    node: topology.Node, instance_id: str, account: cloud.Account, events, milestones: dict[str, float]
+) -> None:
     """What EC2 does for the instance the group launched: a new root disk, its metadata, a boot, the user data."""
     imds.write_host(STATE / "imds", node.address, **cloud.host_metadata(node, instance_id))
     forget_root_disk(node)
@@ -94,8 +96,10 @@ def boot_replacement(node: topology.Node, instance_id: str, account: cloud.Accou
     control.boot(node, rootfs)
     control.write_known_hosts(control.hosts_to_run(account))
     control.wait_until_running(node, time.monotonic() + control.BOOT_TIMEOUT_S)
+    milestones["replacement's systemd running"] = time.time()
     events.state_change(instance_id, "running")
     control.boot_through_agent(node, account)
+    milestones["replacement's agent boot done"] = time.time()
 
 
 # --- what AWS itself would have sent --------------------------------------------------------------------------
@@ -148,6 +152,7 @@ class GroupStandIn:
         self.booting: threading.Thread | None = None
         self.boot_error: BaseException | None = None
         self.members_before: set[str] = set()
+        self.milestones: dict[str, float] = {}  # what happened when (epoch seconds)
 
     def interrupt(self) -> float:
         """Start the variant's interruption; returns its time (epoch seconds)."""
@@ -207,12 +212,14 @@ class GroupStandIn:
             self.events.state_change(self.old_id, state)
         forget_root_disk(self.old)
         self.reclaimed = True
+        self.milestones["old instance reclaimed"] = time.time()
         log(f"{self.old.name}: instance {self.old_id} reclaimed")
 
     def tick(self) -> None:
         now = time.time()
         if self.volume_free_at is None and self._volume_state() == "available":
             self.volume_free_at = now
+            self.milestones["data volume free"] = now
         if not self.reclaimed and self.reclaim_at is not None and now >= self.reclaim_at:
             self.reclaim(through_group=self._in_group(self.old_id))
         if self.booting is None:
@@ -227,11 +234,12 @@ class GroupStandIn:
         self.account.hosts[self.new.name] = dict(self.account.hosts[self.old.name])
         self.account.current_host = self.new.name
         self.account.save(STATE / "aws.json")
+        self.milestones["replacement launched"] = time.time()
         log(f"the group launched {instance_id}: it boots as {self.new.name}")
 
         def boot() -> None:
             try:
-                boot_replacement(self.new, instance_id, self.account, self.events)
+                boot_replacement(self.new, instance_id, self.account, self.events, self.milestones)
             except BaseException as error:  # reported by the drill's thread
                 self.boot_error = error
 
@@ -322,19 +330,33 @@ def run(variant: str) -> DrillReport:
     account = cloud.Account.load(STATE / "aws.json")
     if account is None or not account.current_host or not (STATE / "env").exists():
         raise DrillError("the lab is not up: `make lab` (or `python -m lab up`) first")
-    env = control.read_env()
-    aws = cloud.clients()
     old = topology.node(account.current_host)
     if old.name not in control.nspawn_hosts():
         raise DrillError(f"{old.name}, the group's instance, is not running: `python -m lab up` first")
+    env, aws = control.read_env(), cloud.clients()
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{variant}"
     run_dir = STATE / "drill" / run_id
     run_dir.mkdir(parents=True)
     stand_in = GroupStandIn(aws, account, old, variant, AwsEvents(aws["events"]))
     check(env, "keys", old.address, f"--out={run_dir / 'keys.json'}")
     slack_since = time.time_ns()
-    writer = start_writer(env, run_dir, prefix=f"drill:{run_id}")
+    interrupted_at = interrupt_while_writing(stand_in, env, run_dir, prefix=f"drill:{run_id}")
+    control.write_env(control.ensure_secrets(), account)
+    found = json.loads(check(env, "missing", stand_in.new.address, f"--prefix=drill:{run_id}",
+                             f"--acks={run_dir / 'acks.jsonl'}", f"--keys={run_dir / 'keys.json'}"))  # fmt: skip
+    wanted = expected_titles(variant, stand_in.new_id)
+    wait_for("the team's Slack messages", lambda: all(any(w in t for t in slack_titles(slack_since)) for w in wanted),
+             SLACK_TIMEOUT_S)  # fmt: skip
+    report = measure(stand_in, read_acks(run_dir / "acks.jsonl"), found, interrupted_at, slack_since)
+    (run_dir / "report.json").write_text(report.json_line() + "\n")
+    return report
+
+
+def interrupt_while_writing(stand_in: GroupStandIn, env: dict[str, str], run_dir: Path, prefix: str) -> float:
+    """The writer writes from before the interruption until the replacement serves and the old host is gone;
+    returns the interruption's time."""
     acks = run_dir / "acks.jsonl"
+    writer = start_writer(env, run_dir, prefix)
     try:
         wait_for("the writer's first writes", lambda: acks.exists() and len(read_acks(acks)) >= STEADY_WRITES, 60)
         interrupted_at = stand_in.interrupt()
@@ -343,42 +365,45 @@ def run(variant: str) -> DrillReport:
                  REPLACEMENT_TIMEOUT_S, every=stand_in.tick)  # fmt: skip
         wait_for("the old instance reclaimed", lambda: stand_in.reclaimed, NOTICE_LEAD_S + 30, every=stand_in.tick)
         time.sleep(AFTER_RECOVERY_S)
+        return interrupted_at
     finally:
         (run_dir / "stop").touch()
         with contextlib.suppress(subprocess.TimeoutExpired):
             writer.wait(timeout=10)
         if writer.poll() is None:
             writer.kill()
-    new, new_id = stand_in.new, stand_in.new_id
-    control.write_env(control.ensure_secrets(), account)
-    found = json.loads(check(env, "missing", new.address, f"--prefix=drill:{run_id}", f"--acks={acks}",
-                             f"--keys={run_dir / 'keys.json'}"))  # fmt: skip
-    wanted = expected_titles(variant, new_id)
-    wait_for("the team's Slack messages", lambda: all(any(w in t for t in slack_titles(slack_since)) for w in wanted),
-             SLACK_TIMEOUT_S)  # fmt: skip
-    all_acks = read_acks(acks)
+
+
+def measure(stand_in: GroupStandIn, acks: list, found: dict, interrupted_at: float, slack_since: int) -> DrillReport:
+    old, new, new_id = stand_in.old, stand_in.new, stand_in.new_id
+    rto = rto_s(acks, interrupted_at, new.address)
     booted = json.loads(control.ssh(new, "cat", "/var/lib/spot-redis/dataset.json").stdout)
-    report = DrillReport(
-        variant=variant,
+    drained = stand_in.variant == "notice" and stand_in.volume_free_at is not None
+    tasks = stand_in.aws["ecs"].list_tasks(cluster=stand_in.account.lambdas["CLUSTER_ARN"], startedBy=new_id)
+    return DrillReport(
+        variant=stand_in.variant,
         old_host=f"{old.name} ({stand_in.old_id})",
         new_host=f"{new.name} ({new_id})",
-        acked_writes=len(all_acks),
+        acked_writes=len(acks),
         lost_writes=len(found["lost"]),
-        loss_window_s=loss_window_s(all_acks, set(found["lost"])),
-        drain_s=round(stand_in.volume_free_at - interrupted_at, 2)
-        if variant == "notice" and stand_in.volume_free_at
-        else None,
-        rto_s=rto_s(all_acks, interrupted_at, new.address),
+        loss_window_s=loss_window_s(acks, set(found["lost"])),
+        drain_s=round(stand_in.volume_free_at - interrupted_at, 2) if drained else None,
+        rto_s=rto,
         dataset=booted.get("dataset"),
-        warmup_tasks_started=len(
-            aws["ecs"].list_tasks(cluster=account.lambdas["CLUSTER_ARN"], startedBy=new_id)["taskArns"]
-        ),
+        warmup_tasks_started=len(tasks["taskArns"]),
         slack_titles=slack_titles(slack_since),
         keys_before_missing=len(found["keys_missing"]),
         boot_steps=boot_steps(new),
+        timeline=timeline(stand_in.milestones, interrupted_at, rto),
     )
-    (run_dir / "report.json").write_text(report.json_line() + "\n")
-    return report
+
+
+def timeline(milestones: dict[str, float], interrupted_at: float, rto: float | None) -> dict[str, float]:
+    """Each milestone's seconds after the interruption, in the order they happened."""
+    seconds = {name: round(at - interrupted_at, 2) for name, at in milestones.items()}
+    if rto is not None:
+        seconds["first write acknowledged by the replacement"] = rto
+    return dict(sorted(seconds.items(), key=lambda item: item[1]))
 
 
 def boot_steps(node: topology.Node) -> dict[str, float]:

@@ -106,7 +106,7 @@ def handlers(state: Path) -> dict[str, Any]:
 
 
 def deliver(sqs, function: str, queue_url: str, handler) -> int:
-    """Give every waiting event to the handler (DELIVERIES times); returns how many events were handled."""
+    """Give every waiting event to the handler (DELIVERIES times); returns how many events were received."""
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
     for message in messages:
         event = json.loads(message["Body"])

@@ -63,10 +63,13 @@ class DrillReport:
     slack_titles: list[str] = field(default_factory=list)
     keys_before_missing: int = 0  # keys written before the drill (by anyone) missing on the replacement
     boot_steps: dict[str, float] = field(default_factory=dict)  # the replacement's boot, step by step (seconds)
+    timeline: dict[str, float] = field(default_factory=dict)  # seconds from the interruption to each milestone
 
     def table(self) -> str:
-        rows = [(name, value) for name, value in asdict(self).items() if name not in ("slack_titles", "boot_steps")]
+        lists = ("slack_titles", "boot_steps", "timeline")
+        rows = [(name, value) for name, value in asdict(self).items() if name not in lists]
         rows += [(f"  boot: {step}", seconds) for step, seconds in self.boot_steps.items()]
+        rows += [(f"  at +s: {milestone}", seconds) for milestone, seconds in self.timeline.items()]
         width = max(len(name) for name, _ in rows)
         lines = [f"{name:<{width}}  {'-' if value is None else value}" for name, value in rows]
         lines.append("slack (in order):")

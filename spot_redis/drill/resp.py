@@ -19,7 +19,8 @@ class Connection:
         self.reader = self.sock.makefile("rb")
 
     def command(self, *args: str | bytes | int):
-        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        # A str may hold a key name that is not UTF-8 as surrogate escapes (check.py reads them so): the same bytes.
+        parts = [a if isinstance(a, bytes) else str(a).encode(errors="surrogateescape") for a in args]
         frame = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
         self.sock.sendall(frame)
         return self._reply()

@@ -27,6 +27,8 @@ from spot_redis.drill import resp
 NAME_TTL_S = 10.0  # the Cloud Map record's TTL (infra/platform.py)
 WRITE_INTERVAL_S = 0.005  # about 200 writes a second: no gap a client would notice, a dataset the lab holds easily
 COMMAND_TIMEOUT_S = 1.0
+# The drill's keys expire: a drill against a team's Redis leaves nothing behind a day later.
+DRILL_KEY_TTL_S = 24 * 3600
 RETRY_PAUSE_S = 0.05
 PASSWORD_ENV = "SPOT_REDIS_DRILL_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
@@ -99,7 +101,8 @@ def write(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """SET prefix:N N for N = 1, 2, ... until should_stop(); log {"seq", "at", "address"} for each "OK".
+    """SET prefix:N N (expiring after a day) for N = 1, 2, ... until should_stop(); log {"seq", "at", "address"} for
+    each "OK".
 
     A write without an answer (a refused or dropped connection, a timeout, an error reply) is not logged and is
     not tried again: its number is skipped. Returns the number of acknowledged writes.
@@ -122,7 +125,7 @@ def write(
                 continue
         seq += 1
         try:
-            reply = connection.command("SET", f"{prefix}:{seq}", seq)
+            reply = connection.command("SET", f"{prefix}:{seq}", seq, "EX", DRILL_KEY_TTL_S)
         except (OSError, resp.RedisReplyError):
             connection.close()
             connection = None

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from lab.aws_api import register_replaces, url_of, wait_until_up
+from lab.aws_api import SPOT_RECLAIM_TAG, register_replaces, spot_reclaims, url_of, wait_until_up
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,3 +123,60 @@ def test_registering_an_instance_id_again_replaces_its_record_as_aws_does():
         assert [i["Attributes"]["AWS_INSTANCE_IPV4"] for i in instances] == ["10.0.0.2"]
         discovery.deregister_instance(ServiceId=service, InstanceId="redis-host")
         assert discovery.list_instances(ServiceId=service)["Instances"] == []
+
+
+@pytest.fixture
+def unpatched_terminate():
+    """moto's own Instance.terminate, put back after the test: spot_reclaims() patches the class for the process."""
+    from moto.ec2.models.instances import Instance
+
+    original = Instance.terminate
+    yield original
+    Instance.terminate = original
+
+
+def terminated_state_reasons(tags: dict[str, list[dict[str, str]]]) -> dict[str, str]:
+    """Run one instance per name with its tags, terminate them all; name -> the StateReason code EC2 reports."""
+    with mock.patch.dict("os.environ", {"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}), mock_aws():
+        ec2 = boto3.client("ec2", region_name="ap-northeast-1")
+        ids = {}
+        for name, instance_tags in tags.items():
+            specs = [{"ResourceType": "instance", "Tags": instance_tags}] if instance_tags else []
+            [instance] = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, TagSpecifications=specs)[
+                "Instances"
+            ]
+            ids[name] = instance["InstanceId"]
+        ec2.terminate_instances(InstanceIds=list(ids.values()))
+        reservations = ec2.describe_instances(InstanceIds=list(ids.values()))["Reservations"]
+        reasons = {i["InstanceId"]: i["StateReason"]["Code"] for r in reservations for i in r["Instances"]}
+        return {name: reasons[instance_id] for name, instance_id in ids.items()}
+
+
+def test_a_terminated_instance_tagged_reclaimed_ends_as_ec2_ends_a_reclaimed_spot_instance(unpatched_terminate):
+    spot_reclaims()
+    reasons = terminated_state_reasons(
+        {"reclaimed": [{"Key": SPOT_RECLAIM_TAG, "Value": "yes"}], "other": [{"Key": "Name", "Value": "x"}], "bare": []}
+    )
+    assert reasons == {
+        "reclaimed": "Server.SpotInstanceTermination",
+        "other": "Client.UserInitiatedShutdown",
+        "bare": "Client.UserInitiatedShutdown",
+    }
+
+
+def test_without_spot_reclaims_a_tagged_instance_ends_as_moto_says(unpatched_terminate):
+    """What the patch is for; and, as it only changes tagged instances, a test that runs after it sees moto as is."""
+    reasons = terminated_state_reasons({"reclaimed": [{"Key": SPOT_RECLAIM_TAG, "Value": "yes"}]})
+    assert reasons == {"reclaimed": "Client.UserInitiatedShutdown"}
+
+
+def test_spot_reclaims_twice_wraps_terminate_once(unpatched_terminate):
+    from moto.ec2.models.instances import Instance
+
+    spot_reclaims()
+    patched = Instance.terminate
+    assert patched is not unpatched_terminate
+    spot_reclaims()
+    assert Instance.terminate is patched
+    reasons = terminated_state_reasons({"reclaimed": [{"Key": SPOT_RECLAIM_TAG, "Value": "yes"}]})
+    assert reasons == {"reclaimed": "Server.SpotInstanceTermination"}
