@@ -62,8 +62,9 @@ host-packages:
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-$(VENV)/.installed: requirements.txt | host-packages
+$(VENV)/.installed: requirements.txt pyproject.toml | host-packages
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -e .  # the `spot-redis` command (spot_redis/cli), from this checkout
 	touch $@

@@ -1,0 +1,82 @@
+"""`spot-redis connect`: a port forward to the host's Redis through SSM Session Manager, and the redis-cli line."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+from typing import Any
+
+from spot_redis.cli import aws
+from spot_redis.cli.context import CliError
+
+REDIS_PORT = 6379
+DEFAULT_LOCAL_PORT = 16379
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "connect",
+        help="forward a local port to the host's Redis (SSM) and print the redis-cli line",
+        description="AWS terms: `aws ssm start-session --document-name AWS-StartPortForwardingSession` to the "
+        "running host. Needs the AWS CLI and its Session Manager plugin. The Redis password is read from SSM "
+        "and never printed unless --show-password.",
+    )
+    parser.add_argument("--local-port", type=int, default=DEFAULT_LOCAL_PORT, help="local port (default 16379)")
+    parser.add_argument("--user", default="app", choices=("app", "admin", "monitor"), help="Redis user (default app)")
+    parser.add_argument("--print-only", action="store_true", help="print the commands, start nothing")
+    parser.add_argument("--show-password", action="store_true", help="put the password in the printed redis-cli line")
+    parser.set_defaults(func=run)
+
+
+def session_argv(instance_id: str, local_port: int, region: str | None = None) -> list[str]:
+    argv = [
+        "aws",
+        "ssm",
+        "start-session",
+        "--target",
+        instance_id,
+        "--document-name",
+        "AWS-StartPortForwardingSession",
+        "--parameters",
+        f"portNumber={REDIS_PORT},localPortNumber={local_port}",
+    ]
+    return [*argv, "--region", region] if region else argv
+
+
+def redis_cli_line(local_port: int, user: str, password: str | None) -> str:
+    auth = f"REDISCLI_AUTH={shlex.quote(password)}" if password is not None else "REDISCLI_AUTH=..."
+    return f"{auth} redis-cli -h 127.0.0.1 -p {local_port} --user {user}"
+
+
+def run(invocation: Any) -> Any:
+    from spot_redis.cli.main import Result
+
+    args, stack, tools = invocation.args, invocation.stack, invocation.tools
+    if not 1 <= args.local_port <= 65535:
+        raise CliError(f"--local-port {args.local_port} is not a port (1 to 65535)")
+    instance = aws.running_host(stack)
+    argv = session_argv(instance["InstanceId"], args.local_port, stack.region)
+    parameter = stack.parameter(f"redis-{args.user}-password")
+    password = stack.client("ssm").get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+    cli_line = redis_cli_line(args.local_port, args.user, password if args.show_password else None)
+    data = {
+        "instance-id": instance["InstanceId"],
+        "session": argv,
+        "redis-cli": cli_line,
+        "password-parameter": parameter,
+    }
+    lines = [
+        shlex.join(argv),
+        f"then, in another terminal: {cli_line}"
+        + ("" if args.show_password else f"  (the password: SSM {parameter}; --show-password prints it)"),
+    ]
+    if args.print_only or args.json:
+        return Result(data=data, lines=lines)
+    if not shutil.which(argv[0], path=tools.environ.get("PATH")):
+        raise CliError("the AWS CLI is not installed (with its Session Manager plugin); --print-only shows the command")
+    for line in lines:
+        print(line, flush=True)
+    # The password goes to the session's environment (REDISCLI_AUTH), never to its argv.
+    done = tools.run(argv, env={**tools.environ, "REDISCLI_AUTH": password}, check=False)
+    return Result(data=data, lines=[], code=0 if done.returncode == 0 else 1)
