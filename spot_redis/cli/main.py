@@ -2,8 +2,8 @@
 
 A subcommand is a module with ``register(subparsers)``: it adds its parser and sets ``func``, called with an
 :class:`Invocation` (when its first parameter is named ``invocation``; else with the parsed args) and returning a
-:class:`Result` (``data`` for ``--json``, ``lines`` for people) or an exit code (having printed for itself). main adds the
-common options (--stack, --outputs, --region, --json) to every subcommand that has not declared them itself.
+:class:`Result` (``data`` for ``--json``, ``lines`` for people) or an exit code (having printed for itself).
+main adds the common options (--stack, --outputs, --region, --json) to every subcommand lacking them.
 """
 
 from __future__ import annotations
