@@ -1,8 +1,8 @@
 """What an instance type costs per hour, on-demand and on Spot: a TABLE, not live prices.
 
-The capacity function uses it to say what the on-demand fallback costs more than Spot. It is to be replaced by the
-price data of the cost issue (live on-demand prices and Spot price history); until then, change it here, and only
-here.
+The capacity function uses it to say what the on-demand fallback costs more than Spot. Its figures are those of
+spot_redis/cost/prices.json (the Lambda's zip cannot read that file): change both, tests/unit/test_cost_prices.py
+checks that they agree.
 
 - Region ap-northeast-1 (the example stack's), Linux, USD per instance-hour, compiled 2026-12-05 (:data:`AS_OF`).
 - On-demand: AWS's EC2 On-Demand pricing page, as copied into public static price tables (t3.small, t3.medium,
