@@ -224,7 +224,7 @@ class Alerting(Concern):
             Rule(
                 "stack-events",
                 "What the host, the warm-up and the fallback report: host ready (complete, crash or empty), drained, "
-                "rebalance seen, bootstrap failed, warm-up started or finished, on-demand, back to Spot",
+                "rebalance seen, bootstrap failed, warm-up requested, started or finished, on-demand, back to Spot",
                 json.dumps(event_patterns.stack_events(stack)),
             ),
             Rule(
@@ -239,6 +239,11 @@ class Alerting(Concern):
                 "dataset-events",
                 "The host came up with an empty dataset (data lost): start the warm-up",
                 json.dumps(event_patterns.dataset_events(stack)),
+            ),
+            Rule(
+                "warmup-requests",
+                "An operator asked for the warm-up (spot-redis warmup): start it",
+                json.dumps(event_patterns.warmup_requests(stack)),
             ),
             Rule(
                 "warmup-stopped",

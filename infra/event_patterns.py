@@ -7,7 +7,7 @@ spot_redis/events.py's.
 
 import re
 
-from spot_redis.events import HOST_READY, SOURCE, WARMUP_DATASETS
+from spot_redis.events import HOST_READY, SOURCE, WARMUP_DATASETS, WARMUP_REQUESTED
 
 SPOT_INTERRUPTION_WARNING = "EC2 Spot Instance Interruption Warning"
 REBALANCE_RECOMMENDATION = "EC2 Instance Rebalance Recommendation"
@@ -92,6 +92,15 @@ def dataset_events(stack: str) -> dict:
         "source": [SOURCE],
         "detail-type": [HOST_READY.detail_type],
         "detail": {"stack": [_required("stack", stack)], "dataset": [str(dataset) for dataset in WARMUP_DATASETS]},
+    }
+
+
+def warmup_requests(stack: str) -> dict:
+    """An operator asked for the warm-up of this stack's host (`spot-redis warmup`), for the warmup Lambda."""
+    return {
+        "source": [SOURCE],
+        "detail-type": [WARMUP_REQUESTED.detail_type],
+        "detail": {"stack": [_required("stack", stack)]},
     }
 
 

@@ -1,7 +1,8 @@
 """The contract of the custom events on EventBridge: their source, detail-types and detail keys, defined once.
 
-The host agent (spot_redis.agent), the warmup Lambda and the capacity Lambda send these events; the Lambdas (lambdas/)
-handle them and infra/event_patterns.py routes them. Every part imports this module; nothing else spells these names.
+The host agent (spot_redis.agent), the warmup Lambda, the capacity Lambda and `spot-redis warmup` send these events;
+the Lambdas (lambdas/) handle them and infra/event_patterns.py routes them. Every part imports this module; nothing
+else spells these names.
 Pure Python, standard library only: it is copied into every Lambda's zip and into the host's Ansible bundle.
 """
 
@@ -53,6 +54,11 @@ HOST_DRAINED = EventKind(
 REBALANCE_SEEN = EventKind("Redis Host Rebalance Recommendation Seen", (*_ABOUT_HOST, "noticed-at"))
 BOOTSTRAP_FAILED = EventKind("Redis Host Bootstrap Failed", (*_ABOUT_HOST, "step"), ("reason",))
 WARMUP_STARTED = EventKind("Redis Warm-up Started", (*_ABOUT_HOST, "task-arn"), ("trigger", "dataset"))
+# An operator's `spot-redis warmup`: the warmup Lambda starts the batch for the running host, whatever its dataset.
+# request-id: one per request (a redelivery starts nothing twice); requested-by: the caller's AWS identity (ARN).
+WARMUP_REQUESTED = EventKind(
+    "Redis Warm-up Requested", (*_ABOUT_HOST, "request-id", "requested-by"), ("reason", "requested-at")
+)
 WARMUP_FINISHED = EventKind(
     "Redis Warm-up Finished", (*_ABOUT_HOST, "result"), ("task-arn", "exit-code", "stopped-reason")
 )
@@ -78,11 +84,13 @@ ON_DEMAND = EventKind(
 # activity-id: the termination that left the group at zero.
 BACK_TO_SPOT = EventKind("Redis Host Back To Spot", _ABOUT_GROUP)
 
-# What the host agent sends, what the warmup Lambda sends, what the capacity Lambda sends.
+# What the host agent sends, what the warmup Lambda sends, what the capacity Lambda sends, what the operator's
+# `spot-redis` command sends.
 AGENT_EVENTS = (HOST_READY, HOST_DRAINED, REBALANCE_SEEN, BOOTSTRAP_FAILED)
 WARMUP_EVENTS = (WARMUP_STARTED, WARMUP_FINISHED)
 CAPACITY_EVENTS = (ON_DEMAND, BACK_TO_SPOT)
-ALL_EVENTS = AGENT_EVENTS + WARMUP_EVENTS + CAPACITY_EVENTS
+OPERATOR_EVENTS = (WARMUP_REQUESTED,)
+ALL_EVENTS = AGENT_EVENTS + WARMUP_EVENTS + CAPACITY_EVENTS + OPERATOR_EVENTS
 BY_DETAIL_TYPE = {kind.detail_type: kind for kind in ALL_EVENTS}
 
 # The one dataset that starts the warm-up batch by itself.

@@ -74,6 +74,7 @@ from spot_redis.events import (
     SOURCE,
     WARMUP_DATASETS,
     WARMUP_FINISHED,
+    WARMUP_REQUESTED,
     WARMUP_STARTED,
     Dataset,
 )
@@ -578,6 +579,29 @@ def rebalance_seen(record: EventRecord, stack: str) -> Notice | None:
     return None
 
 
+def warmup_requested(record: EventRecord, stack: str) -> Notice | None:
+    """An operator's `spot-redis warmup`: who asked, for which host; 'warm-up started' follows from the warmup
+    Lambda."""
+    request_id = detail_str(record, "request-id")
+    requested_by = detail_str(record, "requested-by")
+    reason = optional_str(record, "reason")
+    optional_time(record, "requested-at")
+    instance_id = _stack_event(record, stack)
+    if instance_id is None:
+        return None
+    return Notice(
+        kind="warmup-requested",
+        subject=f"{instance_id}/{request_id}",
+        title=f"Cache warm-up requested for Redis on {instance_id}",
+        happened=f"`{requested_by}` asked for the warm-up batch for Redis on `{instance_id}` (spot-redis warmup)"
+        + (f": {reason}" if reason else "."),
+        next_step="The warmup function starts the task; a 'warm-up started' message follows.",
+        todo="Nothing.",
+        emoji=":arrows_counterclockwise:",
+        facts=(("Instance", f"`{instance_id}`"), ("Requested by", f"`{requested_by}`"), ("Request", request_id)),
+    )
+
+
 def warmup_started(record: EventRecord, stack: str) -> Notice | None:
     task = optional_str(record, "task-arn")
     dataset = optional_str(record, "dataset")
@@ -810,6 +834,7 @@ ROUTES: dict[tuple[str, str], Callable[[EventRecord, str], Notice | None]] = {
     (SOURCE, HOST_DRAINED.detail_type): host_drained,
     (SOURCE, REBALANCE_SEEN.detail_type): rebalance_seen,  # deliberately silent
     (SOURCE, BOOTSTRAP_FAILED.detail_type): bootstrap_failed,
+    (SOURCE, WARMUP_REQUESTED.detail_type): warmup_requested,
     (SOURCE, WARMUP_STARTED.detail_type): warmup_started,
     (SOURCE, WARMUP_FINISHED.detail_type): warmup_finished,
     (SOURCE, ON_DEMAND.detail_type): on_demand,

@@ -7,6 +7,8 @@ zip):
   and security groups, a public address when ASSIGN_PUBLIC_IP is ENABLED), then emit WARMUP_STARTED with the
   `trigger` and the `dataset`. `complete`
   (nothing lost) and `crash` (at most the last second of writes lost) start nothing: the data is there.
+- WARMUP_REQUESTED ("Redis Warm-up Requested", an operator's `spot-redis warmup`): for an instance of this stack, run
+  the task once per request id, whatever the dataset and the hour, and emit WARMUP_STARTED as above.
 - `ECS Task State Change` (source aws.ecs) of a stopped warm-up task in this stack's cluster: emit WARMUP_FINISHED
   with the result, once per task.
 
@@ -46,6 +48,7 @@ from spot_redis.events import (
     SOURCE,
     WARMUP_DATASETS,
     WARMUP_FINISHED,
+    WARMUP_REQUESTED,
     WARMUP_STARTED,
     Dataset,
     EventKind,
@@ -56,6 +59,7 @@ ECS_SOURCE = "aws.ecs"
 ECS_TASK_STATE_CHANGE = "ECS Task State Change"
 # The detail keys this function reads from HOST_READY, checked against the contract when the module loads.
 INSTANCE_ID_KEY, STACK_KEY, DATASET_KEY = contract_keys(HOST_READY, "instance-id", "stack", "dataset")
+(REQUEST_ID_KEY,) = contract_keys(WARMUP_REQUESTED, "request-id")
 # One host boot is one instance id (never reused): remember it well past any redelivery of its events.
 BOOT_MEMORY_SECONDS = 2 * 24 * 3600
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
@@ -136,9 +140,30 @@ def on_host_ready(record: EventRecord, settings: Settings, context: Any) -> dict
         return _skip(f"warm-up not started for {instance_id}: {hours.why_outside(now)}")
 
     boot = {"instance-id": instance_id, "stack": stack, "trigger": record.detail_type, "dataset": str(dataset)}
+    return _start_once(boot, idempotency.subject_key("warmup", instance_id), "this boot of", settings, context)
+
+
+def on_warmup_requested(record: EventRecord, settings: Settings, context: Any) -> dict[str, Any]:
+    """An operator's `spot-redis warmup`: start the batch for the running host whatever its dataset and the hour (the
+    operator asked now), once per request id; announced with WARMUP_STARTED as the automatic start is."""
+    instance_id = _instance_id(detail_str(record, INSTANCE_ID_KEY), f"detail.{INSTANCE_ID_KEY}")
+    stack = detail_str(record, STACK_KEY)
+    request_id = detail_str(record, REQUEST_ID_KEY)
+    logger.append_keys(instance_id=instance_id, request_id=request_id)
+    if stack != settings.stack:
+        return _skip(f"event is about stack {stack!r}, this function serves {settings.stack!r}")
+    if not is_ours(clients.get("ec2"), instance_id, settings.stack):
+        return _skip(f"instance {instance_id} is not tagged {STACK_TAG}={settings.stack}")
+    boot = {"instance-id": instance_id, "stack": stack, "trigger": record.detail_type}
+    key = idempotency.subject_key("warmup-request", request_id)
+    return _start_once(boot, key, f"request {request_id} for", settings, context)
+
+
+def _start_once(boot: dict[str, Any], key: str, what: str, settings: Settings, context: Any) -> dict[str, Any]:
+    instance_id = boot["instance-id"]
     outcome = idempotency.run_once(
         start_task,
-        key=idempotency.subject_key("warmup", instance_id),
+        key=key,
         key_prefix="spot-redis-warmup-start",
         lambda_context=context,
         window_seconds=BOOT_MEMORY_SECONDS,
@@ -150,7 +175,7 @@ def on_host_ready(record: EventRecord, settings: Settings, context: Any) -> dict
     task_arn = outcome.result["task-arn"]
     if not outcome.first:
         return _skip(
-            f"warm-up already started for this boot of {instance_id}: task {task_arn}",
+            f"warm-up already started for {what} {instance_id}: task {task_arn}",
             action="duplicate",
             task_arn=task_arn,
         )
@@ -256,6 +281,7 @@ def report_task(task: dict[str, Any]) -> dict[str, Any]:
 # What this function handles, by (source, detail-type): infra/alerting.py's rules route nothing else here.
 ROUTES = {
     (SOURCE, HOST_READY.detail_type): on_host_ready,
+    (SOURCE, WARMUP_REQUESTED.detail_type): on_warmup_requested,
     (ECS_SOURCE, ECS_TASK_STATE_CHANGE): on_task_state,
 }
 

@@ -39,6 +39,7 @@ from spot_redis.events import (
     SOURCE,
     WARMUP_DATASETS,
     WARMUP_FINISHED,
+    WARMUP_REQUESTED,
     WARMUP_STARTED,
     Dataset,
     EventKind,
@@ -113,6 +114,12 @@ FULL_DETAILS: dict[str, dict[str, Any]] = {
         "types-without-price": ["m6g.medium"],
     },
     BACK_TO_SPOT.detail_type: {"group": support.GROUP, "activity-id": "7e6d5c4b-3a2f-4e1d-9c8b-7a6f5e4d3c2b"},
+    WARMUP_REQUESTED.detail_type: {
+        "request-id": "5f0c2d1e-8a7b-4c3d-9e2f-1a0b9c8d7e6f",
+        "requested-by": f"arn:aws:sts::{support.ACCOUNT}:assumed-role/operator/alice",
+        "reason": "new fixtures",
+        "requested-at": "2026-11-20T05:20:00Z",
+    },
 }
 
 SILENT = {REBALANCE_SEEN.detail_type}  # AWS's own rebalance event already makes a message
@@ -285,7 +292,7 @@ def test_warmup_started_and_finished_as_warmup_puts_them(env: support.NotifyEnv,
     assert "started" in env.slack.posts[-2]["text"] and "finished successfully" in env.slack.posts[-1]["text"]
 
 
-@pytest.mark.parametrize("kind", [WARMUP_STARTED, WARMUP_FINISHED], ids=lambda kind: kind.detail_type)
+@pytest.mark.parametrize("kind", [WARMUP_STARTED, WARMUP_FINISHED, WARMUP_REQUESTED], ids=lambda kind: kind.detail_type)
 def test_every_key_of_the_warmups_events_is_understood_by_notify(env: support.NotifyEnv, kind: EventKind) -> None:
     said_once_about(env, full_entry(kind, "i-0123456789abcdef0"), "i-0123456789abcdef0")
 
@@ -372,9 +379,15 @@ def test_every_event_a_rule_sends_to_capacity_has_a_route(program: Any) -> None:
 
 def test_every_event_a_rule_sends_to_warmup_has_a_route(program: Any) -> None:
     sent, patterns = routed_events(program, "warmup")
-    assert sent == {(SOURCE, HOST_READY.detail_type), ("aws.ecs", "ECS Task State Change")}
+    assert sent == {
+        (SOURCE, HOST_READY.detail_type),
+        (SOURCE, WARMUP_REQUESTED.detail_type),
+        ("aws.ecs", "ECS Task State Change"),
+    }
     assert sent <= set(warmup.ROUTES), sent - set(warmup.ROUTES)
-    [ready] = [pattern for pattern in patterns if pattern["source"] == [SOURCE]]
+    [ready] = [pattern for pattern in patterns if pattern.get("detail-type") == [HOST_READY.detail_type]]
+    [requested] = [pattern for pattern in patterns if pattern.get("detail-type") == [WARMUP_REQUESTED.detail_type]]
+    assert requested["source"] == [SOURCE] and list(requested["detail"]) == ["stack"]  # this stack's only
     assert ready["detail"]["dataset"] == [str(dataset) for dataset in WARMUP_DATASETS]
 
 
