@@ -388,6 +388,7 @@ EXPECTED_ROUTES = {
     "stack-events": "notify",
     "failed-events-alarm": "notify",
     "dataset-events": "warmup",
+    "warmup-requests": "warmup",
     "warmup-stopped": "warmup",
     "no-spot-capacity": "capacity",
     "group-at-zero": "capacity",
