@@ -168,7 +168,7 @@ def test_connect_command_line() -> None:
 
 
 def test_connect_passes_the_password_through_the_environment_only(
-    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     instance = start_host(world)
     world["session"].client("ssm").put_parameter(
@@ -183,16 +183,11 @@ def test_connect_passes_the_password_through_the_environment_only(
         calls.append((argv, env))
         return Done()
 
-    environ = {"PATH": str(Path(__file__).parent / "bin-with-aws")}
-    Path(environ["PATH"]).mkdir(exist_ok=True)
-    aws_stub = Path(environ["PATH"]) / "aws"
+    environ = {"PATH": str(tmp_path)}
+    aws_stub = tmp_path / "aws"
     aws_stub.write_text("#!/bin/sh\n")
     aws_stub.chmod(0o755)
-    try:
-        assert run(world, "connect", "--local-port", "17000", run=fake_run, environ=environ) == 0
-    finally:
-        aws_stub.unlink()
-        Path(environ["PATH"]).rmdir()
+    assert run(world, "connect", "--local-port", "17000", run=fake_run, environ=environ) == 0
     [(argv, env)] = calls
     assert instance in argv and "portNumber=6379,localPortNumber=17000" in argv
     assert env["REDISCLI_AUTH"] == "s3cret-pw" and "s3cret-pw" not in " ".join(argv)
