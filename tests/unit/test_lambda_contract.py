@@ -396,6 +396,12 @@ def test_every_event_a_rule_sends_to_warmup_has_a_route(program: Any) -> None:
 IMPORT_HANDLER = (
     "import sys\n"
     "package = sys.argv[1]\n"
+    # The checkout installed for the `spot-redis` command (pip install -e ., the Makefile does it) is not in the
+    # Lambda runtime: its import hooks go, so that the zip is the only place spot_redis can come from.
+    "editable = lambda hook: getattr(hook, '__module__', '').startswith('__editable__')\n"
+    "sys.meta_path[:] = [finder for finder in sys.meta_path if not editable(finder)]\n"
+    "sys.path_hooks[:] = [hook for hook in sys.path_hooks if not editable(hook)]\n"
+    "sys.path_importer_cache.clear()\n"
     "sys.path.insert(0, package)\n"
     "import app, common.events, spot_redis.events\n"
     "for module in (app, common.events, spot_redis.events):\n"
