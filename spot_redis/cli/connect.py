@@ -7,11 +7,12 @@ import shlex
 import shutil
 from typing import Any
 
+from infra.config import REDIS_PORT
 from spot_redis.cli import aws
 from spot_redis.cli.context import CliError
 
-REDIS_PORT = 6379
 DEFAULT_LOCAL_PORT = 16379
+REDIS_USERS = ("app", "admin", "monitor")  # infra/parameters.py's, without importing Pulumi
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and never printed unless --show-password.",
     )
     parser.add_argument("--local-port", type=int, default=DEFAULT_LOCAL_PORT, help="local port (default 16379)")
-    parser.add_argument("--user", default="app", choices=("app", "admin", "monitor"), help="Redis user (default app)")
+    parser.add_argument("--user", default="app", choices=REDIS_USERS, help="Redis user (default app)")
     parser.add_argument("--print-only", action="store_true", help="print the commands, start nothing")
     parser.add_argument("--show-password", action="store_true", help="put the password in the printed redis-cli line")
     parser.set_defaults(func=run)
@@ -44,9 +45,16 @@ def session_argv(instance_id: str, local_port: int, region: str | None = None) -
     return [*argv, "--region", region] if region else argv
 
 
-def redis_cli_line(local_port: int, user: str, password: str | None) -> str:
-    auth = f"REDISCLI_AUTH={shlex.quote(password)}" if password is not None else "REDISCLI_AUTH=..."
-    return f"{auth} redis-cli -h 127.0.0.1 -p {local_port} --user {user}"
+def redis_cli_line(local_port: int, user: str, parameter: str, password: str | None = None) -> str:
+    """The client line: the password itself only when asked for; else a command substitution that reads it from SSM
+    into redis-cli's environment, so that it is never printed."""
+    if password is not None:
+        auth = shlex.quote(password)
+    else:
+        read = ["aws", "ssm", "get-parameter", "--with-decryption", "--name", parameter, "--query",
+                "Parameter.Value", "--output", "text"]  # fmt: skip
+        auth = f'"$({shlex.join(read)})"'
+    return f"REDISCLI_AUTH={auth} redis-cli -h 127.0.0.1 -p {local_port} --user {user}"
 
 
 def run(invocation: Any) -> Any:
@@ -58,8 +66,10 @@ def run(invocation: Any) -> Any:
     instance = aws.running_host(stack)
     argv = session_argv(instance["InstanceId"], args.local_port, stack.region)
     parameter = stack.parameter(f"redis-{args.user}-password")
-    password = stack.client("ssm").get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
-    cli_line = redis_cli_line(args.local_port, args.user, password if args.show_password else None)
+    password = None
+    if args.show_password:
+        password = stack.client("ssm").get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+    cli_line = redis_cli_line(args.local_port, args.user, parameter, password)
     data = {
         "instance-id": instance["InstanceId"],
         "session": argv,
@@ -68,8 +78,7 @@ def run(invocation: Any) -> Any:
     }
     lines = [
         shlex.join(argv),
-        f"then, in another terminal: {cli_line}"
-        + ("" if args.show_password else f"  (the password: SSM {parameter}; --show-password prints it)"),
+        f"then, in another terminal: {cli_line}",
     ]
     if args.print_only or args.json:
         return Result(data=data, lines=lines)
@@ -77,6 +86,5 @@ def run(invocation: Any) -> Any:
         raise CliError("the AWS CLI is not installed (with its Session Manager plugin); --print-only shows the command")
     for line in lines:
         print(line, flush=True)
-    # The password goes to the session's environment (REDISCLI_AUTH), never to its argv.
-    done = tools.run(argv, env={**tools.environ, "REDISCLI_AUTH": password}, check=False)
+    done = tools.run(argv, env=dict(tools.environ), check=False)  # the session needs no password: Redis's client does
     return Result(data=data, lines=[], code=0 if done.returncode == 0 else 1)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NAMESPACE = "spot-redis"
+from infra.config import NAMESPACE
+
 PULUMI_TIMEOUT_S = 60
 
 

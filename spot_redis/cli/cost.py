@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from infra.config import ConfigError
 from spot_redis.cost import render
 from spot_redis.cost.hours import average_month_hours, month_hours, parse_month
@@ -61,6 +63,11 @@ def run(args: argparse.Namespace, *, aws_clients: Any = None, now: datetime.date
         print(report(args, aws_clients=aws_clients, now=now), end="")
     except (ConfigError, StackFileError, PriceError, ValueError) as error:
         print(f"spot-redis cost: {error}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as error:  # --live: no credentials, no network, a refused call
+        from spot_redis.cli.main import describe_error
+
+        print(f"spot-redis cost: {describe_error(error)}", file=sys.stderr)
         return 1
     return 0
 

@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spot_redis.cli.context import CliError, Stack, load_stack
-
-PROG = "spot-redis"
 # The command is installed editable from a checkout (the Makefile's `pip install -e .`); some commands read the
 # stack's configuration with infra/'s pure modules (infra.config, infra.schedule), which stay beside spot_redis/ in
-# that checkout rather than being installed. Appended, so an installed module of the same name would win.
+# that checkout rather than being installed. Appended, so an installed module of the same name would win; before
+# the imports below, which need it.
 CHECKOUT = Path(__file__).resolve().parents[2]
 if (CHECKOUT / "infra" / "config.py").is_file() and str(CHECKOUT) not in sys.path:
     sys.path.append(str(CHECKOUT))
+
+from spot_redis.cli.context import CliError, Stack, load_stack  # noqa: E402
+
+PROG = "spot-redis"
 COMMANDS = ("status", "start", "stop", "warmup", "connect", "drill", "cost")
 
 

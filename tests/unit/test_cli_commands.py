@@ -167,7 +167,7 @@ def test_connect_command_line() -> None:
     ]
 
 
-def test_connect_passes_the_password_through_the_environment_only(
+def test_connect_never_prints_or_hands_on_the_password_unless_asked(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     instance = start_host(world)
@@ -190,9 +190,12 @@ def test_connect_passes_the_password_through_the_environment_only(
     assert run(world, "connect", "--local-port", "17000", run=fake_run, environ=environ) == 0
     [(argv, env)] = calls
     assert instance in argv and "portNumber=6379,localPortNumber=17000" in argv
-    assert env["REDISCLI_AUTH"] == "s3cret-pw" and "s3cret-pw" not in " ".join(argv)
+    assert "REDISCLI_AUTH" not in env and "s3cret-pw" not in " ".join(argv)  # the session needs no password
     out = capsys.readouterr().out
     assert "s3cret-pw" not in out and "redis-cli -h 127.0.0.1 -p 17000 --user app" in out
+    assert (
+        'REDISCLI_AUTH="$(aws ssm get-parameter --with-decryption --name /spot-redis/staging/redis/app-password' in out
+    )
     assert run(world, "connect", "--print-only", "--show-password") == 0
     assert "REDISCLI_AUTH=s3cret-pw" in capsys.readouterr().out
 
