@@ -28,7 +28,7 @@ def stack_file(tmp_path: Path, text: str, name: str = "Pulumi.test.yaml") -> str
         (["--config", "{eu}"], "region eu-west-3 is not in the price file"),
         (["--config", "{badkey}"], "spot-redis:dataVolumeSize: unknown key"),
         (["--config", "{badvalue}"], "spot-redis:dataVolumeSizeGib: expected a whole number"),
-        (["--config", "{unpriced}"], "no price for ec2SpotHour m6g.medium in ap-northeast-1"),
+        (["--config", "{unpriced}"], "instance type c6gn.medium is not in the price file's instance table"),
         (["--config", "{notastack}"], "expected a stack file named Pulumi.<stack>.yaml"),
         (["--config", "Pulumi.example.yaml", "--month", "2027-13"], "is not a month YYYY-MM"),
         (["--config", "Pulumi.example.yaml", "--rate", "0"], "--rate 0 must be more than 0"),
@@ -50,7 +50,7 @@ def test_every_bad_input_is_one_clear_line_and_exit_1(tmp_path, capsys, argv, me
         "badvalue": stack_file(
             tmp_path, EXAMPLE.replace("dataVolumeSizeGib: 20", "dataVolumeSizeGib: lots"), "Pulumi.v.yaml"
         ),
-        "unpriced": stack_file(tmp_path, EXAMPLE.replace(ARM_TYPES, "    - m6g.medium\n"), "Pulumi.u.yaml"),
+        "unpriced": stack_file(tmp_path, EXAMPLE.replace(ARM_TYPES, "    - c6gn.medium\n"), "Pulumi.u.yaml"),
         "notastack": stack_file(tmp_path, EXAMPLE, "stack.yaml"),
         "notjson": stack_file(tmp_path, "{", "prices.json"),
     }

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 
 from spot_redis.cost.prices import FilePrices
 
 sys.path.insert(0, str(Path("lambdas")))
-from common.prices import PRICES
+from common.prices import AS_OF, PRICES
 
 
 def test_every_entry_has_a_price_a_date_and_a_source():
@@ -22,7 +23,7 @@ def test_every_entry_has_a_price_a_date_and_a_source():
         for key, value in entries.items():
             for entry in value.values() if "usd" not in value else [value]:
                 assert entry["usd"] >= 0 and entry["unit"], (region, key)
-                assert entry["date"] == "2026-12-05", (region, key)
+                assert date.fromisoformat(entry["date"]) <= date.today(), (region, key)
                 assert entry["source"].startswith(("https://", "estimate")), (region, key)
 
 
@@ -34,3 +35,5 @@ def test_the_capacity_lambdas_prices_are_the_files():
         for instance_type, price in table.items():
             assert price.on_demand == entries["ec2OnDemandHour"][instance_type]["usd"], (region, instance_type)
             assert price.spot == entries["ec2SpotHour"][instance_type]["usd"], (region, instance_type)
+        dates = {entry["date"] for kind in ("ec2OnDemandHour", "ec2SpotHour") for entry in entries[kind].values()}
+        assert AS_OF == max(dates), "the Lambda's table is as old as the newest price it copies"

@@ -111,7 +111,6 @@ def test_no_spot_capacity_switches_the_group_to_on_demand_and_says_what_it_costs
         "spot-per-hour": 0.007,
         "extra-per-hour": 0.0146,
         "prices-as-of": AS_OF,
-        "types-without-price": ["m6g.medium"],
     }
 
 
@@ -345,16 +344,30 @@ def test_malformed_events_are_logged_and_change_nothing(world: World, event: Any
 # --- the price table ------------------------------------------------------------------------------------------------
 
 
-def test_the_price_table_prices_the_example_stacks_first_type() -> None:
+def test_the_price_table_prices_every_type_of_the_example_stack() -> None:
     from infra.config import DEFAULT_INSTANCE_TYPES
     from tests.unit.pulumi_harness import example_config
 
     config = example_config()
     region, types = config["aws:region"], config["spot-redis:instanceTypes"]
     assert types == TYPES
-    assert hourly_price(region, types[0]) is not None, "the type an on-demand launch takes first"
+    assert [t for t in types if hourly_price(region, t) is None] == []
     priced = [t for types in DEFAULT_INSTANCE_TYPES.values() for t in types if hourly_price(region, t) is not None]
     assert len(priced) >= 8, priced
+
+
+def test_a_type_the_table_lacks_is_named_and_the_first_type_still_priced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "ap-northeast-1")
+    detail = app.cost_detail(["t4g.small", "c6gn.medium"])
+    assert detail["types-without-price"] == ["c6gn.medium"]
+    assert (detail["instance-type"], detail["on-demand-per-hour"], detail["extra-per-hour"]) == (
+        "t4g.small",
+        0.0216,
+        0.0146,
+    )
+    unpriced_first = app.cost_detail(["c6gn.medium", "t4g.small"])
+    assert unpriced_first["types-without-price"] == ["c6gn.medium"]
+    assert "on-demand-per-hour" not in unpriced_first
 
 
 def test_the_price_table_says_spot_is_cheaper() -> None:

@@ -111,7 +111,7 @@ FULL_DETAILS: dict[str, dict[str, Any]] = {
         "spot-per-hour": 0.007,
         "extra-per-hour": 0.0146,
         "prices-as-of": "2026-12-05",
-        "types-without-price": ["m6g.medium"],
+        "types-without-price": ["c6gn.medium"],
     },
     BACK_TO_SPOT.detail_type: {"group": support.GROUP, "activity-id": "7e6d5c4b-3a2f-4e1d-9c8b-7a6f5e4d3c2b"},
     WARMUP_REQUESTED.detail_type: {
