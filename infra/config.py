@@ -55,7 +55,7 @@ class StackConfig:
     admin_cidrs: tuple[str, ...]
     architecture: str
     instance_types: tuple[str, ...]
-    data_volume_size_gib: int
+    data_volume_size_gib: int | None  # None: derived from the instance types (infra/volume_size.py)
     working_hours: WorkingHours | None  # None: always on
     snapshot_every_hours: int
     snapshot_retain_count: int
@@ -104,7 +104,7 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
         admin_cidrs=reader.cidrs("adminCidrs"),
         architecture=architecture,
         instance_types=_instance_types(reader, architecture),
-        data_volume_size_gib=reader.integer("dataVolumeSizeGib", default=20, low=1, high=16384),
+        data_volume_size_gib=reader.optional_integer("dataVolumeSizeGib", low=1, high=16384),
         working_hours=_working_hours(reader),
         snapshot_every_hours=_snapshot_interval(reader),
         snapshot_retain_count=reader.integer("snapshotRetainCount", default=7, low=1, high=1000),
@@ -254,6 +254,9 @@ class _Reader:
                 raise ConfigError(key, f"{text} would open the port to the whole internet; name your networks")
             networks.append(str(network))
         return tuple(networks)
+
+    def optional_integer(self, key: str, *, low: int, high: int) -> int | None:
+        return None if self.raw(key) is None else self.integer(key, default=0, low=low, high=high)
 
     def integer(self, key: str, *, default: int, low: int, high: int) -> int:
         value = self.raw(key, default)

@@ -11,7 +11,7 @@ looked up and can be tested without Pulumi.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi_aws as aws
 
@@ -58,6 +58,7 @@ class AccountFacts:
     vpc: Vpc | None
     offered_instance_types: frozenset[str]  # of the configured ones, those offered in the configured zone
     architectures: Mapping[str, tuple[str, ...]]  # of each offered one
+    memory_gib: Mapping[str, float] = field(default_factory=dict)  # of each offered one
     lookup_problems: tuple[Problem, ...] = ()
 
 
@@ -118,11 +119,14 @@ def instance_type_problems(
     return found
 
 
-def check(config: StackConfig) -> None:
-    """Look the account up and stop the program, before any resource, if it does not match the configuration."""
-    found = problems(config, look_up(config))
+def check(config: StackConfig) -> AccountFacts:
+    """Look the account up and stop the program, before any resource, if it does not match the configuration;
+    returns the facts looked up."""
+    facts = look_up(config)
+    found = problems(config, facts)
     if found:
         raise PreflightError(found)
+    return facts
 
 
 def look_up(config: StackConfig) -> AccountFacts:
@@ -138,11 +142,13 @@ def look_up(config: StackConfig) -> AccountFacts:
     except Exception as error:
         lookup_problems.append(Problem("vpcId", f"{config.vpc_id} cannot be read in {config.region}: {error}"))
     offered = _offered_instance_types(config.instance_types, config.availability_zone)
+    described = {instance_type: aws.ec2.get_instance_type(instance_type=instance_type) for instance_type in offered}
     return AccountFacts(
         subnet=subnet,
         vpc=vpc,
         offered_instance_types=offered,
-        architectures={instance_type: _architectures(instance_type) for instance_type in sorted(offered)},
+        architectures={name: tuple(found.supported_architectures or ()) for name, found in sorted(described.items())},
+        memory_gib={name: (found.memory_size or 0) / 1024 for name, found in sorted(described.items())},
         lookup_problems=tuple(lookup_problems),
     )
 
@@ -166,7 +172,3 @@ def _offered_instance_types(instance_types: Sequence[str], zone: str) -> frozens
         ],
     )
     return frozenset(offerings.instance_types or ()) & set(instance_types)
-
-
-def _architectures(instance_type: str) -> tuple[str, ...]:
-    return tuple(aws.ec2.get_instance_type(instance_type=instance_type).supported_architectures or ())

@@ -3,17 +3,19 @@ VPC or instance type that does not fit stops everything too), then one component
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+from collections.abc import Mapping
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
-from infra import preflight
+from infra import preflight, volume_size
 from infra.alerting import Alerting
 from infra.bundle import AnsibleBundle
 from infra.compute import SpotHost
-from infra.config import load_config, load_secrets
+from infra.config import StackConfig, load_config, load_secrets
 from infra.drill import InterruptionDrill
 from infra.network import SecurityGroups
 from infra.parameters import Parameters
@@ -26,7 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> dict[str, pulumi.Input]:
     """Declare the stack; returns its outputs (also exported) so that tests can resolve them."""
     config = load_config()
-    preflight.check(config)  # before any resource or output: a mismatch stops `pulumi preview`
+    facts = preflight.check(config)  # before any resource or output: a mismatch stops `pulumi preview`
+    config = with_data_volume_size(config, facts.memory_gib)
     secrets = load_secrets()
     account_id = aws.get_caller_identity_output().account_id
 
@@ -83,3 +86,18 @@ def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> 
     for name, value in outputs.items():
         pulumi.export(name, value)
     return outputs
+
+
+def with_data_volume_size(config: StackConfig, memory_gib: Mapping[str, float]) -> StackConfig:
+    """The configuration with its data volume's size: dataVolumeSizeGib, else what the largest type's Redis and the
+    monitoring history need (infra/volume_size.py). A configured size below that need is warned about, not refused."""
+    need = volume_size.need(max(memory_gib.values()))
+    if config.data_volume_size_gib is None:
+        pulumi.log.info(f"data volume: {need.describe()}")
+        return dataclasses.replace(config, data_volume_size_gib=need.size_gib)
+    if config.data_volume_size_gib < need.size_gib:
+        pulumi.log.warn(
+            f"spot-redis:dataVolumeSizeGib: {config.data_volume_size_gib} GiB is less than the {need.size_gib} GiB "
+            f"the data may need ({need.describe()}): a full volume stops Redis's writes"
+        )
+    return config

@@ -4,7 +4,8 @@ The capacity function uses it to say what the on-demand fallback costs more than
 spot_redis/cost/prices.json (the Lambda's zip cannot read that file): change both, tests/unit/test_cost_prices.py
 checks that they agree.
 
-- Region ap-northeast-1 (the example stack's), Linux, USD per instance-hour, compiled 2026-12-05, m6g.medium added 2026-12-06 (:data:`AS_OF`, the newest).
+- Region ap-northeast-1 (the example stack's), Linux, USD per instance-hour, compiled 2026-12-05, m6g.medium added
+  2026-12-06 (:data:`AS_OF`, the newest).
 - On-demand: AWS's EC2 On-Demand pricing page, as copied into public static price tables (t3.small, t3.medium,
   t3a.small, t4g.small and t4g.medium agree in two of them; m7g.medium is half of m7g.large and t3a.medium twice
   t3a.small, as AWS prices the sizes of a family). Not checked against the AWS Price List API here. m6g.medium

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra import volume_size
 from infra.config import StackConfig
 from infra.schedule import SNAPSHOT_INTERVALS, WorkingHours, _utc_snapshot_slots
 from spot_redis.cost.hours import ALWAYS_ON_HOURS
 from spot_redis.cost.prices import PriceError
 
 ROOT_VOLUME_GIB = 8  # infra/compute.py's ROOT_VOLUME_GIB (a test keeps them equal)
-MAXMEMORY_FRACTION = 0.6  # ansible/roles/redis/defaults/main.yml's redis_maxmemory_fraction (a test keeps them equal)
+MAXMEMORY_FRACTION = volume_size.maxmemory_fraction()  # the redis role's redis_maxmemory_fraction
 FARGATE_VCPU = 1
 FARGATE_MEMORY_GB = 2
 SERVERLESS_MINIMUM_GB = 0.1  # ElastiCache Serverless for Valkey meters at least 100 MB of data
@@ -143,12 +144,23 @@ def snapshots_per_running_day(hours: WorkingHours | None, every_hours: int) -> f
     return len(_utc_snapshot_slots(hours, every_hours)) / len(hours.days)
 
 
-def snapshot_gb(config: StackConfig, largest_memory_gib: float, change_rate: float) -> float:
+def snapshot_gb(config: StackConfig, volume_gib: int, largest_memory_gib: float, change_rate: float) -> float:
     """GB-months the retained snapshots hold: a first full copy of the data, plus the changes the others keep."""
     per_day = snapshots_per_running_day(config.working_hours, config.snapshot_every_hours)
     retained_days = config.snapshot_retain_count / per_day
-    base = min(config.data_volume_size_gib, 2 * largest_memory_gib * MAXMEMORY_FRACTION)
-    return base + change_rate * config.data_volume_size_gib * retained_days
+    base = min(volume_gib, 2 * largest_memory_gib * MAXMEMORY_FRACTION)
+    return base + change_rate * volume_gib * retained_days
+
+
+def volume_assumption(config: StackConfig, largest_memory_gib: float) -> tuple[str, ...]:
+    if config.data_volume_size_gib is not None:
+        return (f"data volume: {config.data_volume_size_gib} GiB as configured (dataVolumeSizeGib)",)
+    return (f"data volume: derived, {volume_size.need(largest_memory_gib).describe()}",)
+
+
+def data_volume_gib(config: StackConfig, largest_memory_gib: float) -> int:
+    """The configured size, else the one the stack derives (infra/volume_size.py)."""
+    return config.data_volume_size_gib or volume_size.need(largest_memory_gib).size_gib
 
 
 def matching_cache_node(host_memory_gib: float, nodes: dict[str, float], priced: dict[str, Any]) -> str:
@@ -176,6 +188,7 @@ def estimate(
             raise PriceError(f"instance type {name} is not in the price file's instance table (vCPUs, memory)")
         memories.append(specs["instances"][name][1])
     smallest, largest = min(memories), max(memories)
+    volume_gib = data_volume_gib(config, largest)
     a = assumptions
     spot, on_demand = price("ec2SpotHour", instance_type), price("ec2OnDemandHour", instance_type)
     gp3, ipv4 = price("ebsGp3GbMonth"), price("publicIpv4Hour")
@@ -195,9 +208,9 @@ def estimate(
             ),
         ),
         Resource(
-            f"Data volume ({config.data_volume_size_gib} GiB, always kept)",
+            f"Data volume ({volume_gib} GiB, always kept)",
             "aws_ebs_volume",
-            (Component("Storage (gp3)", "GB", config.data_volume_size_gib, gp3, price.source("ebsGp3GbMonth")),),
+            (Component("Storage (gp3)", "GB", volume_gib, gp3, price.source("ebsGp3GbMonth")),),
         ),
         Resource(
             f"Root volume ({ROOT_VOLUME_GIB} GiB, while the host runs)",
@@ -211,7 +224,7 @@ def estimate(
                 Component(
                     "Snapshot storage",
                     "GB",
-                    snapshot_gb(config, largest, a.snapshot_change_rate),
+                    snapshot_gb(config, volume_gib, largest, a.snapshot_change_rate),
                     price("ebsSnapshotGbMonth"),
                     price.source("ebsSnapshotGbMonth"),
                 ),
@@ -323,6 +336,6 @@ def estimate(
         elasticache_node=node,
         resources=resources,
         alternatives=alternatives,
-        assumptions=tuple(a.describe()),
+        assumptions=(*volume_assumption(config, largest), *a.describe()),
         price_dates=tuple(sorted(price.dates)),
     )

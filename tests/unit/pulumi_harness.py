@@ -21,6 +21,8 @@ from typing import Any
 import pulumi
 import yaml
 
+from spot_redis.cost.prices import FilePrices
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO_ROOT / "Pulumi.example.yaml"
 STACK = "example"
@@ -39,6 +41,9 @@ INSTANCE_ARCHITECTURES = {
     **dict.fromkeys(("t4g.small", "t4g.medium", "m6g.medium", "m7g.medium", "c7g.large"), ("arm64",)),
     **dict.fromkeys(("t3.small", "t3a.small", "t3.medium", "t3a.medium", "m6i.large"), ("x86_64",)),
 }
+
+# Memory (GiB) of each, as the cost command's price file lists it with the vCPUs.
+INSTANCE_MEMORY_GIB = {name: spec[1] for name, spec in FilePrices().doc["instances"]["types"].items()}
 
 
 @dataclass(frozen=True)
@@ -186,7 +191,11 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def _instance_type(self, args: dict) -> dict:
         instance_type = args["instanceType"]
-        return {"id": instance_type, "supportedArchitectures": list(self.account.architectures[instance_type])}
+        return {
+            "id": instance_type,
+            "supportedArchitectures": list(self.account.architectures[instance_type]),
+            "memorySize": INSTANCE_MEMORY_GIB[instance_type] * 1024,
+        }
 
 
 def _not_found(kind: str) -> tuple[dict, list]:

@@ -26,8 +26,8 @@ def stack_file(tmp_path: Path, text: str, name: str = "Pulumi.test.yaml") -> str
     [
         (["--config", "{tmp}/Pulumi.missing.yaml"], "no such stack file"),
         (["--config", "{eu}"], "region eu-west-3 is not in the price file"),
-        (["--config", "{badkey}"], "spot-redis:dataVolumeSize: unknown key"),
-        (["--config", "{badvalue}"], "spot-redis:dataVolumeSizeGib: expected a whole number"),
+        (["--config", "{badkey}"], "spot-redis:snapshotRetain: unknown key"),
+        (["--config", "{badvalue}"], "spot-redis:snapshotRetainCount: expected a whole number"),
         (["--config", "{unpriced}"], "instance type c6gn.medium is not in the price file's instance table"),
         (["--config", "{notastack}"], "expected a stack file named Pulumi.<stack>.yaml"),
         (["--config", "Pulumi.example.yaml", "--month", "2027-13"], "is not a month YYYY-MM"),
@@ -46,9 +46,9 @@ def test_every_bad_input_is_one_clear_line_and_exit_1(tmp_path, capsys, argv, me
                 "availabilityZone: ap-northeast-1a", "availabilityZone: eu-west-3a"
             ),
         ),
-        "badkey": stack_file(tmp_path, EXAMPLE.replace("dataVolumeSizeGib:", "dataVolumeSize:"), "Pulumi.k.yaml"),
+        "badkey": stack_file(tmp_path, EXAMPLE.replace("snapshotRetainCount:", "snapshotRetain:"), "Pulumi.k.yaml"),
         "badvalue": stack_file(
-            tmp_path, EXAMPLE.replace("dataVolumeSizeGib: 20", "dataVolumeSizeGib: lots"), "Pulumi.v.yaml"
+            tmp_path, EXAMPLE.replace("snapshotRetainCount: 14", "snapshotRetainCount: lots"), "Pulumi.v.yaml"
         ),
         "unpriced": stack_file(tmp_path, EXAMPLE.replace(ARM_TYPES, "    - c6gn.medium\n"), "Pulumi.u.yaml"),
         "notastack": stack_file(tmp_path, EXAMPLE, "stack.yaml"),

@@ -36,4 +36,4 @@ def test_the_capacity_lambdas_prices_are_the_files():
             assert price.on_demand == entries["ec2OnDemandHour"][instance_type]["usd"], (region, instance_type)
             assert price.spot == entries["ec2SpotHour"][instance_type]["usd"], (region, instance_type)
         dates = {entry["date"] for kind in ("ec2OnDemandHour", "ec2SpotHour") for entry in entries[kind].values()}
-        assert AS_OF == max(dates), "the Lambda's table is as old as the newest price it copies"
+        assert max(dates) == AS_OF, "the Lambda's table is as old as the newest price it copies"
