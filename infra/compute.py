@@ -13,6 +13,7 @@ from infra import iam_documents
 from infra.bootstrap import HostSettings, ansible_core_pin, encode_user_data, render_user_data
 from infra.component import Concern, resolved
 from infra.config import StackConfig
+from infra.preflight import Namespace
 from infra.schedule import asg_recurrences, is_working_time
 
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
@@ -91,7 +92,7 @@ class SpotHost(Concern):
         bundle_key: str,
         parameter_arns: pulumi.Input[list[str]],
         redis_service: aws.servicediscovery.Service,
-        namespace: aws.servicediscovery.PrivateDnsNamespace,
+        namespace: aws.servicediscovery.PrivateDnsNamespace | Namespace,
         boot_prerequisites: list[pulumi.Resource],
         now: datetime.datetime,
         opts: pulumi.ResourceOptions | None = None,
@@ -172,7 +173,15 @@ class SpotHost(Concern):
         return {
             "image_id": debian_ami(self.config.architecture),
             "iam_instance_profile": {"arn": self.instance_profile.arn},
-            "vpc_security_group_ids": [security_group_id],
+            # Explicit rather than the subnet's default: a public address costs by the hour (hostPublicIp).
+            "network_interfaces": [
+                {
+                    "device_index": 0,
+                    "associate_public_ip_address": str(self.config.host_public_ip).lower(),
+                    "security_groups": [security_group_id],
+                    "delete_on_termination": "true",
+                }
+            ],
             "key_name": self.config.key_name,
             "metadata_options": {
                 "http_endpoint": "enabled",

@@ -66,6 +66,8 @@ class StackConfig:
     warmup_image_tag: str
     on_demand_fallback: bool  # a Spot launch that fails for lack of capacity switches the group to on-demand
     warmup_public_ip: bool  # the warm-up task gets a public address (a public subnet without NAT needs it)
+    host_public_ip: bool  # the host gets a public address (the same; about $3.6 a month when always on)
+    existing_namespace: bool  # `namespace` exists already (shared): add the service to it, do not create it
 
     @property
     def tag(self) -> dict[str, str]:
@@ -115,6 +117,8 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
         warmup_image_tag=reader.string("warmupImageTag", default="latest"),
         on_demand_fallback=reader.boolean("onDemandFallback", default=True),
         warmup_public_ip=reader.boolean("warmupPublicIp", default=True),
+        host_public_ip=reader.boolean("hostPublicIp", default=True),
+        existing_namespace=reader.boolean("existingNamespace", default=False),
     )
     if not config.redis_allowed_cidrs and not config.redis_allowed_security_group_ids:
         raise ConfigError(
@@ -199,6 +203,8 @@ KNOWN_KEYS = (
     "warmupImageTag",
     "onDemandFallback",
     "warmupPublicIp",
+    "hostPublicIp",
+    "existingNamespace",
 )
 
 

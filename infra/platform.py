@@ -10,6 +10,7 @@ import pulumi_aws as aws
 from infra import iam_documents
 from infra.component import Concern, resolved
 from infra.config import REDIS_PORT, StackConfig
+from infra.preflight import Namespace
 
 TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 DNS_TTL_SECONDS = 10  # a replacement host's address is seen within seconds
@@ -78,10 +79,11 @@ class Platform(Concern):
         *,
         app_password_parameter: aws.ssm.Parameter,
         account_id: pulumi.Input[str],
+        existing_namespace: Namespace | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("Platform", name, config, opts)
-        self._service_discovery(name)
+        self._service_discovery(name, existing_namespace)
         self._cluster(name)
         self._warmup_task(name, app_password_parameter, account_id)
         self.register_outputs(
@@ -93,14 +95,16 @@ class Platform(Concern):
             }
         )
 
-    def _service_discovery(self, name: str) -> None:
-        self.namespace = aws.servicediscovery.PrivateDnsNamespace(
-            f"{name}-namespace",
-            name=self.config.namespace,
-            vpc=self.config.vpc_id,
-            description=f"spot-redis {self.config.stack}: redis.{self.config.namespace}",
-            tags=self.tags("namespace"),
-            opts=self.child,
+    def _service_discovery(self, name: str, existing_namespace: Namespace | None) -> None:
+        self.namespace: Namespace | aws.servicediscovery.PrivateDnsNamespace = existing_namespace or (
+            aws.servicediscovery.PrivateDnsNamespace(
+                f"{name}-namespace",
+                name=self.config.namespace,
+                vpc=self.config.vpc_id,
+                description=f"spot-redis {self.config.stack}: redis.{self.config.namespace}",
+                tags=self.tags("namespace"),
+                opts=self.child,
+            )
         )
         self.redis_service = aws.servicediscovery.Service(
             f"{name}-redis",

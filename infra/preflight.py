@@ -51,6 +51,14 @@ class Vpc:
 
 
 @dataclass(frozen=True)
+class Namespace:
+    """An existing private DNS namespace (existingNamespace): the stack adds its service to it."""
+
+    id: str
+    hosted_zone: str
+
+
+@dataclass(frozen=True)
 class AccountFacts:
     """What the account says; None where the look-up failed (`lookup_problems` says why)."""
 
@@ -59,6 +67,7 @@ class AccountFacts:
     offered_instance_types: frozenset[str]  # of the configured ones, those offered in the configured zone
     architectures: Mapping[str, tuple[str, ...]]  # of each offered one
     memory_gib: Mapping[str, float] = field(default_factory=dict)  # of each offered one
+    namespace: Namespace | None = None  # looked up only with existingNamespace
     lookup_problems: tuple[Problem, ...] = ()
 
 
@@ -141,6 +150,18 @@ def look_up(config: StackConfig) -> AccountFacts:
         vpc = _vpc(config.vpc_id)
     except Exception as error:
         lookup_problems.append(Problem("vpcId", f"{config.vpc_id} cannot be read in {config.region}: {error}"))
+    namespace = None
+    if config.existing_namespace:
+        try:
+            namespace = _namespace(config.namespace)
+        except Exception as error:
+            lookup_problems.append(
+                Problem(
+                    "existingNamespace",
+                    f"no private DNS namespace {config.namespace} can be read in {config.region} ({error}): "
+                    "create it, or remove existingNamespace to let the stack create it",
+                )
+            )
     offered = _offered_instance_types(config.instance_types, config.availability_zone)
     described = {instance_type: aws.ec2.get_instance_type(instance_type=instance_type) for instance_type in offered}
     return AccountFacts(
@@ -149,6 +170,7 @@ def look_up(config: StackConfig) -> AccountFacts:
         offered_instance_types=offered,
         architectures={name: tuple(found.supported_architectures or ()) for name, found in sorted(described.items())},
         memory_gib={name: (found.memory_size or 0) / 1024 for name, found in sorted(described.items())},
+        namespace=namespace,
         lookup_problems=tuple(lookup_problems),
     )
 
@@ -161,6 +183,11 @@ def _subnet(subnet_id: str) -> Subnet:
 def _vpc(vpc_id: str) -> Vpc:
     found = aws.ec2.get_vpc(id=vpc_id)
     return Vpc(id=vpc_id, dns_support=bool(found.enable_dns_support), dns_hostnames=bool(found.enable_dns_hostnames))
+
+
+def _namespace(name: str) -> Namespace:
+    found = aws.servicediscovery.get_dns_namespace(name=name, type="DNS_PRIVATE")
+    return Namespace(id=found.id, hosted_zone=found.hosted_zone)
 
 
 def _offered_instance_types(instance_types: Sequence[str], zone: str) -> frozenset[str]:

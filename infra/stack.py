@@ -38,7 +38,11 @@ def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> 
     parameters = Parameters("parameters", config, secrets)
     bundle = AnsibleBundle("bundle", config, repo_root)
     platform = Platform(
-        "platform", config, app_password_parameter=parameters.parameters["redis-app-password"], account_id=account_id
+        "platform",
+        config,
+        app_password_parameter=parameters.parameters["redis-app-password"],
+        account_id=account_id,
+        existing_namespace=facts.namespace,
     )
     host = SpotHost(
         "host",

@@ -191,7 +191,8 @@ def estimate(
     volume_gib = data_volume_gib(config, largest)
     a = assumptions
     spot, on_demand = price("ec2SpotHour", instance_type), price("ec2OnDemandHour", instance_type)
-    gp3, ipv4 = price("ebsGp3GbMonth"), price("publicIpv4Hour")
+    gp3 = price("ebsGp3GbMonth")
+    ipv4 = price("publicIpv4Hour") if config.host_public_ip else 0.0
     root_gb_months = ROOT_VOLUME_GIB * hours / ALWAYS_ON_HOURS
     resources = (
         Resource(
@@ -230,17 +231,33 @@ def estimate(
                 ),
             ),
         ),
-        Resource(
-            "Public IPv4 address (while the host runs)",
-            "aws_autoscaling_group",
-            (Component("Public IPv4 address", "hours", hours, ipv4, price.source("publicIpv4Hour")),),
+        *(
+            [
+                Resource(
+                    "Public IPv4 address (while the host runs)",
+                    "aws_autoscaling_group",
+                    (Component("Public IPv4 address", "hours", hours, ipv4, price.source("publicIpv4Hour")),),
+                )
+            ]
+            if config.host_public_ip
+            else []
         ),
         Resource(
             f"Cloud Map namespace {config.namespace}",
             "aws_service_discovery_private_dns_namespace",
             (
-                Component(
-                    "Hosted zone", "months", 1, price("route53HostedZoneMonth"), price.source("route53HostedZoneMonth")
+                *(
+                    []
+                    if config.existing_namespace  # its owner pays for the zone
+                    else [
+                        Component(
+                            "Hosted zone",
+                            "months",
+                            1,
+                            price("route53HostedZoneMonth"),
+                            price.source("route53HostedZoneMonth"),
+                        )
+                    ]
                 ),
                 Component(
                     "Registered instance",
@@ -299,7 +316,9 @@ def estimate(
             "the same host 24/7 (Spot)",
             ALWAYS_ON_HOURS,
             total + always_extra,
-            "Spot, root volume and IPv4 address for 730 h",
+            "Spot, root volume and IPv4 address for 730 h"
+            if config.host_public_ip
+            else "Spot and root volume for 730 h",
         ),
         Alternative(
             f"ElastiCache {node}",

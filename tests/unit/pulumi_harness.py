@@ -38,10 +38,11 @@ TEST_SECRETS = {
 
 # What EC2 says of the instance types the tests configure (DescribeInstanceTypes' SupportedArchitectures).
 INSTANCE_ARCHITECTURES = {
-    **dict.fromkeys(("t4g.small", "t4g.medium", "m6g.medium", "m7g.medium", "c7g.large"), ("arm64",)),
+    **dict.fromkeys(("t4g.small", "t4g.medium", "m6g.medium", "m7g.medium", "c7g.medium", "c7g.large"), ("arm64",)),
     **dict.fromkeys(("t3.small", "t3a.small", "t3.medium", "t3a.medium", "m6i.large"), ("x86_64",)),
 }
 
+SHARED_NAMESPACE_ZONE = "Z0SHAREDZONE123"  # the hosted zone of a namespace that exists already (existingNamespace)
 # Memory (GiB) of each, as the cost command's price file lists it with the vCPUs.
 INSTANCE_MEMORY_GIB = {name: spec[1] for name, spec in FilePrices().doc["instances"]["types"].items()}
 
@@ -143,6 +144,7 @@ class _Mocks(pulumi.runtime.Mocks):
             "aws:ec2/getVpc:getVpc": self._vpc,
             "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": self._instance_type_offerings,
             "aws:ec2/getInstanceType:getInstanceType": self._instance_type,
+            "aws:servicediscovery/getDnsNamespace:getDnsNamespace": self._dns_namespace,
         }
         if args.token not in answers:
             raise AssertionError(f"unexpected invoke {args.token}: the program should need no other lookup")
@@ -189,6 +191,9 @@ class _Mocks(pulumi.runtime.Mocks):
             "locationTypes": [args.get("locationType")] * len(offered),
         }
 
+    def _dns_namespace(self, args: dict) -> dict | tuple[dict, list]:
+        return _dns_namespace_answer(self.account, args)
+
     def _instance_type(self, args: dict) -> dict:
         instance_type = args["instanceType"]
         return {
@@ -196,6 +201,20 @@ class _Mocks(pulumi.runtime.Mocks):
             "supportedArchitectures": list(self.account.architectures[instance_type]),
             "memorySize": INSTANCE_MEMORY_GIB[instance_type] * 1024,
         }
+
+
+def _dns_namespace_answer(account: Account, args: dict) -> dict | tuple[dict, list]:
+    if args["name"] in account.missing_ids or args["type"] != "DNS_PRIVATE":
+        return _not_found("namespace")
+    return {
+        "id": "ns-shared0123456789",
+        "arn": f"arn:aws:servicediscovery:ap-northeast-1:{ACCOUNT}:namespace/ns-shared0123456789",
+        "hostedZone": SHARED_NAMESPACE_ZONE,
+        "name": args["name"],
+        "type": args["type"],
+        "description": "",
+        "tags": {},
+    }
 
 
 def _not_found(kind: str) -> tuple[dict, list]:

@@ -10,12 +10,15 @@ import pytest
 from infra.bootstrap import decode_user_data
 from infra.compute import is_burstable
 from infra.config import ConfigError
+from infra.preflight import PreflightError
 from infra.schedule import snapshot_crons, working_hours
 from tests.unit.pulumi_harness import (
     ACCOUNT,
     INSIDE_WORKING_HOURS,
+    SHARED_NAMESPACE_ZONE,
     STACK,
     TEST_SECRETS,
+    Account,
     Run,
     example_config,
     run_program,
@@ -126,9 +129,21 @@ def test_launch_template(run):
     assert root["ebs"]["encrypted"] == "true"
     assert root["ebs"]["volumeType"] == "gp3"
     assert template["iamInstanceProfile"]["arn"].startswith(f"arn:aws:iam::{ACCOUNT}:instance-profile/")
-    assert template["vpcSecurityGroupIds"] == [run.named("example-host").outputs["id"]]
+    (interface,) = template["networkInterfaces"]
+    assert interface["securityGroups"] == [run.named("example-host").outputs["id"]]
+    assert interface["associatePublicIpAddress"] == "true"  # hostPublicIp's default: a public subnet without NAT
+    assert "vpcSecurityGroupIds" not in template  # EC2 refuses both
     assert {spec["resourceType"] for spec in template["tagSpecifications"]} == {"instance", "volume"}
     assert all(spec["tags"]["spot-redis:stack"] == STACK for spec in template["tagSpecifications"])
+
+
+def test_a_host_without_a_public_address_in_every_template():
+    run = run_program({"spot-redis:hostPublicIp": False})
+    templates = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert len(templates) == 2  # the T types' and the others'
+    for template in templates:
+        (interface,) = template.inputs["networkInterfaces"]
+        assert interface["associatePublicIpAddress"] == "false", template.name
 
 
 def user_data(run: Run) -> str:
@@ -578,3 +593,23 @@ def test_a_webhook_that_is_not_https_stops_the_program_without_showing_it():
     with pytest.raises(Exception, match="spot-redis:slackWebhookUrl: must be an https") as error:
         run_program(slackWebhookUrl="http://hooks.example/secret-token-value")
     assert "secret-token-value" not in str(error.value)
+
+
+def test_an_existing_namespace_is_used_not_created():
+    run = run_program({"spot-redis:existingNamespace": True})
+    assert run.of_type("aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace") == []
+    service = run.one("aws:servicediscovery/service:Service").inputs
+    assert service["dnsConfig"]["namespaceId"] == "ns-shared0123456789"
+    host_policy = run.named("host-policy").inputs["policy"]
+    assert f"hostedzone/{SHARED_NAMESPACE_ZONE}" in host_policy  # the host registers its A record in that zone
+
+
+def test_an_existing_namespace_that_is_not_there_stops_the_program():
+    config = example_config()
+    with pytest.raises(
+        PreflightError, match=r"spot-redis:existingNamespace: no private DNS namespace staging\.internal"
+    ):
+        run_program(
+            {"spot-redis:existingNamespace": True},
+            account=Account(missing_ids=frozenset({config["spot-redis:namespace"]})),
+        )
