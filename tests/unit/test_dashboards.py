@@ -13,7 +13,15 @@ import pytest
 import yaml
 
 from spot_redis.dashboards import host, panels
-from spot_redis.dashboards.catalog import DASHBOARDS, panel_queries, substitute, variable_queries, write
+from spot_redis.dashboards.catalog import (
+    DASHBOARDS,
+    PanelQuery,
+    panel_queries,
+    substitute,
+    variable_queries,
+    write,
+)
+from tests.lab.test_dashboards import problem  # the lab test's check itself, shown to fail where it should
 from tests.unit.test_alert_rules import RULE_FILE, promtool  # noqa: F401 (promtool is a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,3 +105,29 @@ def test_promtool_parses_every_query(promtool, tmp_path):  # noqa: F811 (the fix
     result = subprocess.run([promtool, "check", "rules", str(rule_file)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(rules)} rules found" in result.stdout
+
+
+QUERY = PanelQuery("Redis", "Clients", "A", 'redis_connected_clients{host=~"$host"}')
+
+
+def answer(*series: tuple[dict, str]) -> dict:
+    result = [{"metric": metric, "value": [1.0, value]} for metric, value in series]
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+@pytest.mark.parametrize(
+    ("prometheus_says", "found"),
+    [
+        ({"status": "error", "errorType": "bad_data", "error": "parse error"}, "bad_data: parse error"),
+        (answer(), "no data"),
+        (answer(({"host": "redis-1"}, "NaN")), "NaN"),
+        (answer(({"host": "monitor-1"}, "1")), "no series for host redis-1"),
+    ],
+)
+def test_the_lab_check_tells_each_kind_of_missing_data(prometheus_says, found):
+    assert found in problem(prometheus_says, QUERY, "redis-1")
+
+
+def test_the_lab_check_accepts_data_for_the_wanted_host():
+    assert problem(answer(({"host": "redis-1"}, "3")), QUERY, "redis-1") is None
+    assert problem(answer(({}, "1")), QUERY, None) is None
