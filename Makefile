@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 HOST_PACKAGES := python3-venv debootstrap systemd-container e2fsprogs mount openssh-client openssl iproute2 redis-tools
 LAB_INVENTORY := inventories/lab
 
-.PHONY: lab lab-up converge verify drill bench bench-alerts lab-down test unit lab-test lint host-packages
+.PHONY: lab lab-up converge verify drill bench bench-alerts lab-down test unit lab-test lint host-packages dashboards
 
 lab: ## boot the lab, configure it, verify it, and leave it running
 	$(MAKE) --no-print-directory lab-up
@@ -51,6 +51,9 @@ unit: $(VENV)/.installed
 lab-test: host-packages $(VENV)/.installed
 	python3 -m lab down
 	trap 'python3 -m lab down' EXIT; $(MAKE) --no-print-directory lab; pytest tests/lab
+
+dashboards: $(VENV)/.installed ## write the Grafana dashboards (spot_redis/dashboards) to dashboards/*.json
+	python3 -m spot_redis.dashboards --out dashboards
 
 lint: $(VENV)/.installed
 	ruff check .
