@@ -1,15 +1,21 @@
 """`spot-redis status`: the host, the data volume and its newest snapshot, the schedule, the on-demand fallback,
-the failed events waiting, and this month's compute estimate."""
+the failed events waiting, and this month's cost so far."""
 
 from __future__ import annotations
 
 import argparse
+import calendar
+import copy
+import dataclasses
 import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from spot_redis.cli import aws
 from spot_redis.cli.schedule import Recurrence, up_hours
+from spot_redis.cost.model import estimate
+from spot_redis.cost.prices import FilePrices
+from spot_redis.cost.stack_file import stack_config
 
 START_ACTION, STOP_ACTION = "working-hours-start", "working-hours-stop"  # infra/compute.py's names
 
@@ -146,18 +152,42 @@ def failed_events(stack: Any) -> int | None:
 
 
 def month_estimate(stack: Any, data: dict[str, Any], now: datetime.datetime) -> dict[str, Any] | None:
-    """Compute only: the hours the schedule kept the host up this month so far, at the current Spot price."""
+    """This month so far: the host's hours (from the schedule, or every hour when always on) priced by the cost
+    model (spot_redis/cost) with the stack's configuration, the current Spot price for the host's type, and the
+    monthly lines for the share of the month gone. Without the stack file, compute only."""
     host = data["host"]
-    price = host and host.get("spot-price-per-hour")
-    if not price:
-        return None
+    live_price = host.get("spot-price-per-hour") if host else None
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     found = recurrences(stack)
     hours = (now - month_start).total_seconds() / 3600 if found is None else up_hours(*found, month_start, now)
+    if not stack.config:
+        if not live_price:
+            return None
+        return {
+            "scope": "compute only (the host's hours at the current Spot price; no Pulumi.<stack>.yaml to price "
+            "the rest)",
+            "hours": round(hours, 1),
+            "usd": round(hours * live_price, 2),
+        }
+    config = stack_config(stack.config, stack.name)
+    prices = FilePrices()
+    region_prices = copy.deepcopy(prices.region(config.region))
+    if host:
+        running = host["instance-type"]
+        config = dataclasses.replace(
+            config, instance_types=(running, *(t for t in config.instance_types if t != running))
+        )
+        if live_price:
+            region_prices.setdefault("ec2SpotHour", {})[running] = {"usd": live_price, "date": now.date().isoformat()}
+    result = estimate(config, region_prices, prices.specs(), hours, "so far")
+    days = calendar.monthrange(now.year, now.month)[1]
+    share = (now - month_start).total_seconds() / (days * 86400)
+    spot = "the current Spot price" if host and live_price else "the price file's Spot price"
     return {
-        "scope": "compute only (the host's hours at the current Spot price; no volume, snapshots, or Lambdas)",
+        "scope": f"every line of `spot-redis cost`: the host's hours at {spot}, the monthly lines for the "
+        f"{share:.0%} of the month gone",
         "hours": round(hours, 1),
-        "usd": round(hours * price, 2),
+        "usd": round(result.cost_so_far(share), 2),
     }
 
 

@@ -75,6 +75,7 @@ class Resource:
     name: str
     resource_type: str
     components: tuple[Component, ...]
+    while_running: bool = False  # billed for the host's hours (the month's hours in, its cost out), not by the month
 
     @property
     def monthly_cost(self) -> float:
@@ -106,6 +107,11 @@ class Estimate:
     @property
     def monthly_cost(self) -> float:
         return sum(resource.monthly_cost for resource in self.resources)
+
+    def cost_so_far(self, share_of_month: float) -> float:
+        """With ``hours`` the host's hours so far this month: its lines as they are, the monthly ones for the share of
+        the month gone."""
+        return sum(r.monthly_cost * (1 if r.while_running else share_of_month) for r in self.resources)
 
     @property
     def elasticache_cost(self) -> float:
@@ -207,6 +213,7 @@ def estimate(
                     price.source("ec2SpotHour", instance_type),
                 ),
             ),
+            while_running=True,
         ),
         Resource(
             f"Data volume ({volume_gib} GiB, always kept)",
@@ -217,6 +224,7 @@ def estimate(
             f"Root volume ({ROOT_VOLUME_GIB} GiB, while the host runs)",
             "aws_launch_template",
             (Component("Storage (gp3)", "GB", root_gb_months, gp3, price.source("ebsGp3GbMonth")),),
+            while_running=True,
         ),
         Resource(
             f"Snapshots (every {config.snapshot_every_hours} h, {config.snapshot_retain_count} kept)",
@@ -237,6 +245,7 @@ def estimate(
                     "Public IPv4 address (while the host runs)",
                     "aws_autoscaling_group",
                     (Component("Public IPv4 address", "hours", hours, ipv4, price.source("publicIpv4Hour")),),
+                    while_running=True,
                 )
             ]
             if config.host_public_ip

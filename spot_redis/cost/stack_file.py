@@ -33,6 +33,11 @@ def load_stack_file(path: Path) -> StackConfig:
     config = (document or {}).get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise StackFileError(f"{path}: has no `config:` mapping")
+    return stack_config(config, stack)
+
+
+def stack_config(config: dict, stack: str) -> StackConfig:
+    """A stack file's `config:` mapping (keys with their namespace: `aws:region`, `spot-redis:vpcId`), checked."""
     prefix = f"{NAMESPACE}:"
     values = {key[len(prefix) :]: value for key, value in config.items() if str(key).startswith(prefix)}
     region = config.get("aws:region")

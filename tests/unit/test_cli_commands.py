@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
 
 from spot_redis.cli import connect, main
@@ -43,7 +44,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         session = boto3.Session(region_name=support.REGION)
         ec2 = session.client("ec2")
         volume = ec2.create_volume(AvailabilityZone=f"{support.REGION}a", Size=20)["VolumeId"]
-        template = ec2.create_launch_template(LaunchTemplateName="t", LaunchTemplateData={"ImageId": "ami-12c6146b"})
+        template = ec2.create_launch_template(
+            LaunchTemplateName="t", LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t4g.small"}
+        )
         session.client("autoscaling").create_auto_scaling_group(
             AutoScalingGroupName=support.GROUP,
             MinSize=0,
@@ -106,6 +109,34 @@ def test_status_with_a_host_a_snapshot_a_schedule_and_failed_events(
     assert instance in out and f"attached to {instance}" in out
     assert "next start Tue 2026-12-08 09:00 JST, next stop Mon 2026-12-07 19:00 JST" in out
     assert "failed events waiting: 1" in out
+
+
+def test_status_prices_the_month_so_far_with_the_cost_model(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    session = world["session"]
+    start_host(world)
+    for name, recurrence, desired in (("start", "0 9 * * 1-5", 1), ("stop", "0 19 * * 1-5", 0)):
+        session.client("autoscaling").put_scheduled_update_group_action(
+            AutoScalingGroupName=support.GROUP,
+            ScheduledActionName=f"working-hours-{name}",
+            Recurrence=recurrence,
+            TimeZone="Asia/Tokyo",
+            DesiredCapacity=desired,
+        )
+    config = yaml.safe_load(Path("Pulumi.example.yaml").read_text())["config"]
+    world["stack"] = Stack(support.STACK, world["stack"].outputs, config, support.REGION, session=session)
+    assert run(world, "status", "--json") == 0
+    estimate = json.loads(capsys.readouterr().out)["month-to-date"]
+    hours = 41  # Tue 1 Dec to Mon 7 Dec 10:00 in Tokyo: four days of 10 h, and an hour
+    share = (6 * 24 + 1) / (31 * 24)  # of December gone at Mon 7 Dec 01:00 UTC
+    spot = 0.00001  # moto's Spot price history
+    running = hours * spot + 8 * hours / 730 * 0.096 + hours * 0.005  # host, root volume, public address
+    glue = 0.001 * 0.2 + 125 * 0.0000133334 + 0.01 * 0.4 + 0.002 * 0.715 + 0.002 * 0.1425 + 0.0001 * 0.5
+    monthly = 12 * 0.096 + (4.8 + 0.1 * 12 * 2.8) * 0.05 + 0.64 + glue + 0.05 * 0.76 + 0.10
+    assert estimate["hours"] == hours
+    assert estimate["usd"] == pytest.approx(running + monthly * share, abs=0.005)
+    assert "the current Spot price" in estimate["scope"] and "19% of the month" in estimate["scope"]
 
 
 def test_start_sets_desired_capacity_and_says_the_schedule_returns(
@@ -261,3 +292,100 @@ def test_schedule_next_firing_and_hours() -> None:
     assert start.next_after(friday_night).isoformat() == "2026-12-07T09:00:00+09:00"
     month_start = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)  # Tue 09:00 JST
     assert up_hours(start, stop, month_start, NOW) == 4 * 10 + 1  # Tue-Fri 10 h each, then Mon (Tokyo) 09:00-10:00
+
+
+class ScriptedEcs:
+    """ECS as `warmup --wait` sees it: an older task of the host, then the one the Lambda starts, which stops with
+    ``exit_code`` after ``polls_running`` looks (moto's ECS gives no container exit codes)."""
+
+    OLD, NEW = "arn:aws:ecs:task/old", "arn:aws:ecs:task/new"
+
+    def __init__(self, exit_code: int | None, polls_running: int = 2, appears_after: int = 1) -> None:
+        self.exit_code, self.polls_running, self.appears_after = exit_code, polls_running, appears_after
+        self.listed = 0
+        self.described = 0
+        self.asked: list[dict[str, Any]] = []
+
+    def list_tasks(self, **kwargs: Any) -> dict[str, Any]:
+        self.asked.append(kwargs)
+        if kwargs["desiredStatus"] == "STOPPED":
+            return {"taskArns": [self.OLD]}
+        self.listed += 1
+        return {"taskArns": [self.NEW] if self.listed > self.appears_after else []}
+
+    def describe_tasks(self, cluster: str, tasks: list[str]) -> dict[str, Any]:
+        assert tasks == [self.NEW]
+        self.described += 1
+        if self.described <= self.polls_running:
+            return {"tasks": [{"taskArn": self.NEW, "lastStatus": "RUNNING", "containers": [{}]}]}
+        container = {} if self.exit_code is None else {"exitCode": self.exit_code}
+        return {
+            "tasks": [
+                {"taskArn": self.NEW, "lastStatus": "STOPPED", "stoppedReason": "done", "containers": [container]}
+            ]
+        }
+
+
+class EcsSession:
+    def __init__(self, session: Any, ecs: ScriptedEcs) -> None:
+        self.session, self.ecs = session, ecs
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        return self.ecs if service == "ecs" else self.session.client(service, **kwargs)
+
+
+def waiting_stack(world: dict[str, Any], ecs: ScriptedEcs) -> Stack:
+    stack = world["stack"]
+    return Stack(stack.name, stack.outputs, stack.config, stack.region, session=EcsSession(world["session"], ecs))
+
+
+@pytest.mark.parametrize(("exit_code", "code"), [(0, 0), (3, 1)])
+def test_warmup_wait_follows_the_new_task_to_its_exit_code(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], exit_code: int, code: int
+) -> None:
+    instance = start_host(world)
+    ecs = ScriptedEcs(exit_code)
+    world["stack"] = waiting_stack(world, ecs)
+    clock = FakeTime()
+    assert run(world, "warmup", "--wait", "--json", clock=clock) == code
+    data = json.loads(capsys.readouterr().out)
+    assert data["task-arn"] == ScriptedEcs.NEW  # not the host's older task
+    assert data["exit-code"] == exit_code and data["stopped-reason"] == "done"
+    assert {asked["startedBy"] for asked in ecs.asked} == {instance}
+    assert {asked["cluster"] for asked in ecs.asked} == {"spot-redis-staging"}
+    assert clock.sleeps and set(clock.sleeps) == {10.0}  # it polled, and never for real
+
+
+def test_warmup_wait_gives_up_in_one_line(world: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    start_host(world)
+    world["stack"] = waiting_stack(world, ScriptedEcs(0, polls_running=10_000))
+    assert run(world, "warmup", "--wait", "--timeout", "60") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"spot-redis warmup: task {ScriptedEcs.NEW} still running after 60 s"]
+
+
+def test_warmup_wait_says_when_no_task_starts(world: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    instance = start_host(world)
+    world["stack"] = waiting_stack(world, ScriptedEcs(0, appears_after=10_000))
+    assert run(world, "warmup", "--wait") == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"spot-redis warmup: no warm-up task started for {instance} within 120 s")
+
+
+def test_drill_hands_the_stacks_outputs_and_region_to_the_aws_drill(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spot_redis.drill import aws as drill
+
+    seen: dict[str, Any] = {}
+
+    def fake_drill(argv: list[str]) -> int:
+        seen["argv"] = argv
+        seen["outputs"] = json.loads(Path(argv[argv.index("--stack-outputs") + 1]).read_text())
+        return 3
+
+    monkeypatch.setattr(drill, "main", fake_drill)
+    assert run(world, "drill", "--", "--resolve", "dns:redis.staging.internal") == 3  # the drill's own exit code
+    assert seen["outputs"] == world["stack"].outputs
+    assert seen["argv"][2:] == ["--region", support.REGION, "--resolve", "dns:redis.staging.internal"]
+    assert not Path(seen["argv"][1]).exists()  # the outputs file is not left behind
