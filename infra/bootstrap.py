@@ -81,7 +81,7 @@ def _without_comments(script: str) -> str:
     """The script without its shebang, comment lines and blank lines: EC2 takes 16 KB of user data.
 
     Only whole lines go (those whose first non-blank character is #); the script's heredocs are Python, where such
-    lines are comments too. The commented original is infra/host/bootstrap.sh.
+    lines are comments too. The commented original is infra/host/user-data.sh.
     """
     return "".join(
         line for line in script.splitlines(keepends=True) if line.strip() and not line.lstrip().startswith("#")

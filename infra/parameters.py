@@ -17,7 +17,8 @@ REDIS_USERS = ("admin", "app", "monitor")
 
 
 def parameter_names(config: StackConfig) -> dict[str, str]:
-    """Every parameter the stack keeps, by purpose; infra/host/bootstrap.sh reads the same names."""
+    """Every parameter the stack keeps, by purpose; the host agent reads the same names
+    (SECRET_PARAMETERS in spot_redis/agent/settings.py)."""
     prefix = config.parameter_prefix
     names = {f"redis-{user}-password": f"{prefix}/redis/{user}-password" for user in REDIS_USERS}
     names["slack-webhook-url"] = f"{prefix}/slack-webhook-url"
