@@ -49,7 +49,7 @@ CODE_PATH = re.compile(rf"(?<![\w./-])((?:{_TOP})/[\w.+/-]*?\.(?:{_EXTENSIONS}))
 OUTSIDE = re.compile(r"\.\./shared\b|/work/shared\b|DESIGN\.md")
 # Files that may name such a place: this one, and the test that compares tests/unit/events with the upstream samples
 # where a machine has them (it skips where it does not; the committed copies are what every other test reads).
-MAY_POINT_OUTSIDE = {"tests/unit/test_doc_links.py", "tests/unit/test_infra_event_patterns.py"}
+MAY_POINT_OUTSIDE = {"tests/unit/test_doc_links.py"}
 
 
 @cache

@@ -36,7 +36,7 @@ from spot_redis.events import ALL_EVENTS, HOST_DRAINED, HOST_READY, SOURCE, WARM
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED_EVENTS = Path(__file__).resolve().parent / "events"
-OWN_EVENTS = COMMITTED_EVENTS / "own"  # shapes ../shared/events has no sample of, written from AWS's documentation
+OWN_EVENTS = COMMITTED_EVENTS / "own"  # shapes the upstream samples lack, written from AWS's documentation
 
 REGION = "ap-northeast-1"
 ACCOUNT = "123456789012"
@@ -50,13 +50,11 @@ INSTANCE_ID = "i-1234567890abcdef0"
 ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:spot-redis-staging-failed-events-waiting"
 
 
-def shared_events_dir() -> Path | None:
-    """The upstream samples: $SPOT_REDIS_EVENTS_DIR, else <repo>/../shared/events, else /work/shared/events."""
-    override = os.environ.get("SPOT_REDIS_EVENTS_DIR")
-    if override:
-        return Path(override)
-    candidates = (REPO.parent / "shared" / "events", Path("/work/shared/events"))
-    return next((candidate for candidate in candidates if candidate.is_dir()), None)
+def upstream_events_dir() -> Path | None:
+    """A folder of the upstream event samples the committed ones were copied from, when $SPOT_REDIS_EVENTS_DIR names
+    one: the copies must not drift from them."""
+    folder = os.environ.get("SPOT_REDIS_EVENTS_DIR")
+    return Path(folder) if folder else None
 
 
 # --- events ------------------------------------------------------------------------------------------------------
@@ -224,13 +222,13 @@ def test_every_committed_sample_has_a_rule():
     assert sorted(path.stem for path in COMMITTED_EVENTS.glob("*.json")) == sorted(RULE_OF_SAMPLE)
 
 
-def test_committed_samples_equal_shared_samples():
-    shared = shared_events_dir()
-    if shared is None:
-        pytest.skip("no shared events directory here (set SPOT_REDIS_EVENTS_DIR)")
-    shared_files = {path.name: path.read_bytes() for path in shared.glob("*.json")}
+def test_committed_samples_equal_the_upstream_samples():
+    upstream = upstream_events_dir()
+    if upstream is None:
+        pytest.skip("no upstream samples to compare with (set SPOT_REDIS_EVENTS_DIR)")
+    upstream_files = {path.name: path.read_bytes() for path in upstream.glob("*.json")}
     committed_files = {path.name: path.read_bytes() for path in COMMITTED_EVENTS.glob("*.json")}
-    assert committed_files == shared_files
+    assert committed_files == upstream_files
 
 
 # --- events of our own that match --------------------------------------------------------------------------------
