@@ -79,6 +79,18 @@ def start_host(world: dict[str, Any]) -> str:
     return group["Instances"][0]["InstanceId"]
 
 
+def schedule_working_hours(session: Any) -> None:
+    """The group's scheduled actions as infra/compute.py makes them: Mon-Fri 09:00-19:00 in Tokyo."""
+    for name, recurrence, desired in (("start", "0 9 * * 1-5", 1), ("stop", "0 19 * * 1-5", 0)):
+        session.client("autoscaling").put_scheduled_update_group_action(
+            AutoScalingGroupName=support.GROUP,
+            ScheduledActionName=f"working-hours-{name}",
+            Recurrence=recurrence,
+            TimeZone="Asia/Tokyo",
+            DesiredCapacity=desired,
+        )
+
+
 def test_status_without_a_host(world: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert run(world, "status", "--json") == 0
     data = json.loads(capsys.readouterr().out)
@@ -96,14 +108,7 @@ def test_status_with_a_host_a_snapshot_a_schedule_and_failed_events(
     session.client("ec2").attach_volume(VolumeId=world["volume"], InstanceId=instance, Device="/dev/sdf")
     session.client("ec2").create_snapshot(VolumeId=world["volume"])
     session.client("sqs").send_message(QueueUrl=world["queue"], MessageBody="{}")
-    for name, recurrence, desired in (("start", "0 9 * * 1-5", 1), ("stop", "0 19 * * 1-5", 0)):
-        session.client("autoscaling").put_scheduled_update_group_action(
-            AutoScalingGroupName=support.GROUP,
-            ScheduledActionName=f"working-hours-{name}",
-            Recurrence=recurrence,
-            TimeZone="Asia/Tokyo",
-            DesiredCapacity=desired,
-        )
+    schedule_working_hours(session)
     assert run(world, "status") == 0
     out = capsys.readouterr().out
     assert instance in out and f"attached to {instance}" in out
@@ -116,14 +121,7 @@ def test_status_prices_the_month_so_far_with_the_cost_model(
 ) -> None:
     session = world["session"]
     start_host(world)
-    for name, recurrence, desired in (("start", "0 9 * * 1-5", 1), ("stop", "0 19 * * 1-5", 0)):
-        session.client("autoscaling").put_scheduled_update_group_action(
-            AutoScalingGroupName=support.GROUP,
-            ScheduledActionName=f"working-hours-{name}",
-            Recurrence=recurrence,
-            TimeZone="Asia/Tokyo",
-            DesiredCapacity=desired,
-        )
+    schedule_working_hours(session)
     config = yaml.safe_load(Path("Pulumi.example.yaml").read_text())["config"]
     world["stack"] = Stack(support.STACK, world["stack"].outputs, config, support.REGION, session=session)
     assert run(world, "status", "--json") == 0
