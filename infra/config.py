@@ -185,17 +185,17 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
 
 
 def _refuse_other_engines_keys(values: Mapping[str, Any], engine: str) -> None:
-    """A key of the other engine would be silently ignored: refused, naming the key and the engine."""
+    """A key of the other engine would be silently ignored: refused, naming the first key, every other one and the
+    engine."""
     for other, keys in ENGINE_KEYS.items():
-        if other == engine:
-            continue
-        for key in keys:
-            if key in values:
-                raise ConfigError(
-                    key,
-                    f"a {other} setting, but spot-redis:engine is {engine}: remove it (or set engine to {other}); "
-                    "one stack asks for one engine's settings only",
-                )
+        found = [key for key in keys if other != engine and key in values]
+        if found:
+            others = f" (and {', '.join(found[1:])})" if found[1:] else ""
+            raise ConfigError(
+                found[0],
+                f"a {other} setting, but spot-redis:engine is {engine}: remove it{others}, or set engine to {other}; "
+                "a stack asks for one engine's settings only",
+            )
 
 
 def _cache_settings(reader: _Reader) -> CacheSettings:

@@ -80,10 +80,13 @@ class Run:
     seconds: float = 0.0
     depends_on: dict[str, list[str]] = field(default_factory=dict)  # explicit dependencies, by resource name
     invokes: list[tuple[str, dict]] = field(default_factory=list)  # (token, arguments) of every look-up, in order
+    ignore_changes: dict[str, list[str]] = field(default_factory=dict)  # by resource name, where set
 
     def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
         """A stack transformation that changes nothing: it records each resource's explicit dependencies."""
         self.depends_on[args.name] = [getattr(resource, "_name", "?") for resource in args.opts.depends_on or []]
+        if args.opts.ignore_changes:
+            self.ignore_changes[args.name] = list(args.opts.ignore_changes)
 
     def of_type(self, type_token: str) -> list[Resource]:
         return [resource for resource in self.resources if resource.type == type_token]
