@@ -237,3 +237,10 @@ def test_the_presigned_url_lets_the_put_through(monkeypatch) -> None:
         assert "X-Amz-Signature=" in url and "AWSAccessKeyId" not in url, "SigV4, not SigV2"
         assert requests.put(url, data=RDB, timeout=10).status_code == 200
         assert s3.get_object(Bucket="bkt", Key="rdb/k.rdb")["Body"].read() == RDB
+
+
+def test_host_commands_say_a_serverless_stack_has_no_host(world, capsys) -> None:  # noqa: F811
+    world["stack"].outputs["engine"] = "valkey-serverless"
+    for command in ("status", "start", "export-rdb"):
+        assert run(world, command) == 1
+        assert "runs the valkey-serverless engine: it has no host" in capsys.readouterr().err, command
