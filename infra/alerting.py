@@ -129,8 +129,8 @@ class Alerting(Concern):
         *,
         repo_root: Path,
         account_id: pulumi.Input[str],
-        asg_name: pulumi.Input[str],
-        snapshot_policy_arn: pulumi.Input[str],
+        asg_name: pulumi.Input[str] | None,
+        snapshot_policy_arn: pulumi.Input[str] | None,
         slack_parameter: aws.ssm.Parameter,
         cluster_arn: pulumi.Input[str],
         task_family: str,
@@ -138,9 +138,16 @@ class Alerting(Concern):
         pass_role_arns: list[pulumi.Input[str]],
         subnet_ids: list[str],
         security_group_ids: list[pulumi.Input[str]],
+        cache_alarm_arns: list[pulumi.Input[str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """asg_name and snapshot_policy_arn: the Spot host's group and its data volume's DLM policy; None with the
+        valkey-serverless engine, which has neither: the events that exist only for a host (Spot warnings, instance
+        states, launch failures, EBS snapshots, DLM, the host's dataset) are then not routed, and cache_alarm_arns
+        (the cache's usage-limit alarms) go to notify instead."""
         super().__init__("Alerting", name, config, opts)
+        host = asg_name is not None
+        cache_alarm_arns = list(cache_alarm_arns or [])
         self.repo_root = repo_root
         self.account_id = account_id
         self._idempotency_table(name)
@@ -169,6 +176,7 @@ class Alerting(Concern):
                 alarm_arn=self.failed_events_alarm.arn,
                 region=config.region,
                 account_id=account_id,
+                **({"other_alarm_arns": pulumi.Output.all(*cache_alarm_arns)} if cache_alarm_arns else {}),
             ),
         )
         task_family_arn = pulumi.Output.from_input(account_id).apply(
@@ -201,26 +209,46 @@ class Alerting(Concern):
         )
 
         stack = config.stack
-        for rule in (
-            Rule(
-                "spot-warnings",
-                "Spot interruption warnings and rebalance recommendations",
-                json.dumps(event_patterns.spot_warnings()),
-            ),
-            Rule("instance-states", "Instance state changes", json.dumps(event_patterns.instance_state_changes())),
-            Rule(
-                "launch-failures",
-                "The Auto Scaling group could not launch the host",
-                pulumi.Output.from_input(asg_name).apply(lambda n: json.dumps(event_patterns.launch_failures(n))),
-            ),
-            Rule("snapshot-failures", "EBS snapshot failures", json.dumps(event_patterns.snapshot_failures())),
-            Rule(
-                "dlm-errors",
-                "The snapshot policy is in error",
-                pulumi.Output.from_input(snapshot_policy_arn).apply(
-                    lambda arn: json.dumps(event_patterns.dlm_policy_errors(arn))
+        host_rules = (
+            [
+                Rule(
+                    "spot-warnings",
+                    "Spot interruption warnings and rebalance recommendations",
+                    json.dumps(event_patterns.spot_warnings()),
                 ),
-            ),
+                Rule("instance-states", "Instance state changes", json.dumps(event_patterns.instance_state_changes())),
+                Rule(
+                    "launch-failures",
+                    "The Auto Scaling group could not launch the host",
+                    pulumi.Output.from_input(asg_name).apply(lambda n: json.dumps(event_patterns.launch_failures(n))),
+                ),
+                Rule("snapshot-failures", "EBS snapshot failures", json.dumps(event_patterns.snapshot_failures())),
+                Rule(
+                    "dlm-errors",
+                    "The snapshot policy is in error",
+                    pulumi.Output.from_input(snapshot_policy_arn).apply(
+                        lambda arn: json.dumps(event_patterns.dlm_policy_errors(arn))
+                    ),
+                ),
+            ]
+            if host
+            else []
+        )
+        cache_rules = (
+            [
+                Rule(
+                    "cache-alarms",
+                    "The serverless cache nears a usage limit (data storage or ECPUs per second)",
+                    pulumi.Output.all(*cache_alarm_arns).apply(
+                        lambda arns: json.dumps(event_patterns.alarms_raised(arns))
+                    ),
+                )
+            ]
+            if cache_alarm_arns
+            else []
+        )
+        for rule in (
+            *host_rules,
             Rule(
                 "stack-events",
                 "What the host, the warm-up and the fallback report: host ready (complete, crash or empty), drained, "
@@ -232,14 +260,22 @@ class Alerting(Concern):
                 "Events a Lambda failed on are waiting in the failed-events queue",
                 self.failed_events_alarm.arn.apply(lambda arn: json.dumps(event_patterns.alarm_raised(arn))),
             ),
+            *cache_rules,
         ):
             self._route(rule, self.notify)
+        dataset_rules = (
+            [
+                Rule(
+                    "dataset-events",
+                    "The host came up with an empty dataset (data lost): start the warm-up",
+                    json.dumps(event_patterns.dataset_events(stack)),
+                )
+            ]
+            if host
+            else []
+        )
         for rule in (
-            Rule(
-                "dataset-events",
-                "The host came up with an empty dataset (data lost): start the warm-up",
-                json.dumps(event_patterns.dataset_events(stack)),
-            ),
+            *dataset_rules,
             Rule(
                 "warmup-requests",
                 "An operator asked for the warm-up (spot-redis warmup): start it",
@@ -254,7 +290,9 @@ class Alerting(Concern):
             ),
         ):
             self._route(rule, self.warmup)
-        self.capacity = self._on_demand_fallback(common_environment, asg_name) if config.on_demand_fallback else None
+        self.capacity = (
+            self._on_demand_fallback(common_environment, asg_name) if host and config.on_demand_fallback else None
+        )
         self.register_outputs(
             {
                 "notify_function": self.notify.name,

@@ -34,6 +34,42 @@ _AWS_ID = {"vpc": r"vpc-[0-9a-f]{8,17}", "subnet": r"subnet-[0-9a-f]{8,17}", "sg
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
+# What serves Redis: today's Spot host, or an ElastiCache Serverless cache for Valkey (infra/serverless.py).
+SPOT_HOST = "spot-host"
+VALKEY_SERVERLESS = "valkey-serverless"
+ENGINES = (SPOT_HOST, VALKEY_SERVERLESS)
+# Keys only one engine reads. A stack that sets a key of the other engine is refused: it would be silently ignored.
+ENGINE_KEYS = {
+    SPOT_HOST: (
+        "adminCidrs",
+        "architecture",
+        "instanceTypes",
+        "dataVolumeSizeGib",
+        "workingHours",
+        "alwaysOn",
+        "snapshotEveryHours",
+        "keyName",
+        "onDemandFallback",
+        "hostPublicIp",
+    ),
+    VALKEY_SERVERLESS: (
+        "cacheSubnetIds",
+        "cacheMaxDataGb",
+        "cacheMaxEcpuPerSecond",
+        "cacheSnapshotTime",
+        "cacheRestoreRdb",
+    ),
+}
+# ElastiCache Serverless's own bounds (CreateServerlessCache: CacheUsageLimits, SnapshotRetentionLimit).
+CACHE_MAX_DATA_GB = (1, 5000)
+CACHE_MAX_ECPU_PER_SECOND = (1000, 15_000_000)
+CACHE_SNAPSHOT_RETENTION_DAYS = 35
+# The defaults cap the bill: 1 GB of data (730 GB-hours a month at most) and 1,000 ECPUs a second.
+DEFAULT_CACHE_MAX_DATA_GB = 1
+DEFAULT_CACHE_MAX_ECPU_PER_SECOND = 1000
+DEFAULT_CACHE_SNAPSHOT_TIME = "18:00"  # UTC: 03:00 in Tokyo
+_S3_RDB = re.compile(r"^(?:s3://|arn:aws[a-z-]*:s3:::)(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>\S+\.rdb)$")
+
 
 class ConfigError(ValueError):
     """A stack configuration value is missing or wrong; the message starts with the full key name."""
@@ -41,6 +77,17 @@ class ConfigError(ValueError):
     def __init__(self, key: str, reason: str):
         super().__init__(f"{NAMESPACE}:{key}: {reason}")
         self.key = key
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """The valkey-serverless engine's settings (the `cache*` keys)."""
+
+    subnet_ids: tuple[str, ...]
+    max_data_gb: int
+    max_ecpu_per_second: int
+    snapshot_time: str  # HH:MM, UTC
+    restore_rdb_arn: str | None  # arn:aws:s3:::bucket/key.rdb: the new cache starts with this dataset
 
 
 @dataclass(frozen=True)
@@ -68,6 +115,12 @@ class StackConfig:
     warmup_public_ip: bool  # the warm-up task gets a public address (a public subnet without NAT needs it)
     host_public_ip: bool  # the host gets a public address (the same; about $3.6 a month when always on)
     existing_namespace: bool  # `namespace` exists already (shared): add the service to it, do not create it
+    engine: str = SPOT_HOST  # what serves Redis: ENGINES
+    cache: CacheSettings | None = None  # the valkey-serverless engine's settings; None for spot-host
+
+    @property
+    def serverless(self) -> bool:
+        return self.engine == VALKEY_SERVERLESS
 
     @property
     def tag(self) -> dict[str, str]:
@@ -94,7 +147,10 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
     reader = _Reader(values)
     if not region:
         raise ConfigError("region", "set aws:region (e.g. `pulumi config set aws:region ap-northeast-1`)")
-    architecture = reader.choice("architecture", ("arm64", "x86_64"), default="arm64")
+    engine = reader.choice("engine", ENGINES, default=SPOT_HOST)
+    _refuse_other_engines_keys(values, engine)
+    serverless = engine == VALKEY_SERVERLESS
+    architecture = "arm64" if serverless else reader.choice("architecture", ("arm64", "x86_64"), default="arm64")
     config = StackConfig(
         stack=_stack_name(stack),
         region=region,
@@ -103,22 +159,26 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
         availability_zone=_availability_zone(reader, region),
         redis_allowed_cidrs=reader.cidrs("redisAllowedCidrs"),
         redis_allowed_security_group_ids=tuple(reader.aws_id_list("redisAllowedSecurityGroupIds", "sg")),
-        admin_cidrs=reader.cidrs("adminCidrs"),
+        admin_cidrs=() if serverless else reader.cidrs("adminCidrs"),
         architecture=architecture,
-        instance_types=_instance_types(reader, architecture),
-        data_volume_size_gib=reader.optional_integer("dataVolumeSizeGib", low=1, high=16384),
-        working_hours=_working_hours(reader),
-        snapshot_every_hours=_snapshot_interval(reader),
-        snapshot_retain_count=reader.integer("snapshotRetainCount", default=7, low=1, high=1000),
+        instance_types=() if serverless else _instance_types(reader, architecture),
+        data_volume_size_gib=None if serverless else reader.optional_integer("dataVolumeSizeGib", low=1, high=16384),
+        working_hours=None if serverless else _working_hours(reader),
+        snapshot_every_hours=24 if serverless else _snapshot_interval(reader),
+        snapshot_retain_count=reader.integer(
+            "snapshotRetainCount", default=7, low=1, high=CACHE_SNAPSHOT_RETENTION_DAYS if serverless else 1000
+        ),
         namespace=_namespace(reader),
         alert_email=_alert_email(reader),
-        key_name=reader.string("keyName", default=None),
+        key_name=None if serverless else reader.string("keyName", default=None),
         log_retention_days=_log_retention(reader),
         warmup_image_tag=reader.string("warmupImageTag", default="latest"),
-        on_demand_fallback=reader.boolean("onDemandFallback", default=True),
+        on_demand_fallback=False if serverless else reader.boolean("onDemandFallback", default=True),
         warmup_public_ip=reader.boolean("warmupPublicIp", default=True),
-        host_public_ip=reader.boolean("hostPublicIp", default=True),
+        host_public_ip=False if serverless else reader.boolean("hostPublicIp", default=True),
         existing_namespace=reader.boolean("existingNamespace", default=False),
+        engine=engine,
+        cache=_cache_settings(reader) if serverless else None,
     )
     if not config.redis_allowed_cidrs and not config.redis_allowed_security_group_ids:
         raise ConfigError(
@@ -127,6 +187,64 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
         )
     reader.refuse_unknown()
     return config
+
+
+def _refuse_other_engines_keys(values: Mapping[str, Any], engine: str) -> None:
+    """A key of the other engine would be silently ignored: refused, naming the first key, every other one and the
+    engine."""
+    for other, keys in ENGINE_KEYS.items():
+        found = [key for key in keys if other != engine and key in values]
+        if found:
+            others = f" (and {', '.join(found[1:])})" if found[1:] else ""
+            raise ConfigError(
+                found[0],
+                f"a {other} setting, but spot-redis:engine is {engine}: remove it{others}, or set engine to {other}; "
+                "a stack asks for one engine's settings only",
+            )
+
+
+def _cache_settings(reader: _Reader) -> CacheSettings:
+    subnets = tuple(reader.aws_id_list("cacheSubnetIds", "subnet"))
+    if len(subnets) < 2:
+        raise ConfigError(
+            "cacheSubnetIds",
+            "name two or three subnets of vpcId in different Availability Zones: the cache replicates across them",
+        )
+    low, high = CACHE_MAX_DATA_GB
+    max_data = reader.integer("cacheMaxDataGb", default=DEFAULT_CACHE_MAX_DATA_GB, low=low, high=high)
+    low, high = CACHE_MAX_ECPU_PER_SECOND
+    max_ecpu = reader.integer("cacheMaxEcpuPerSecond", default=DEFAULT_CACHE_MAX_ECPU_PER_SECOND, low=low, high=high)
+    snapshot_time = reader.string(
+        "cacheSnapshotTime", default=DEFAULT_CACHE_SNAPSHOT_TIME, pattern=r"([01]\d|2[0-3]):[0-5]\d"
+    )
+    return CacheSettings(
+        subnet_ids=subnets,
+        max_data_gb=max_data,
+        max_ecpu_per_second=max_ecpu,
+        snapshot_time=snapshot_time,
+        restore_rdb_arn=_restore_rdb(reader),
+    )
+
+
+def restore_rdb_arn(text: str) -> str:
+    """s3://bucket/key.rdb or arn:aws:s3:::bucket/key.rdb as the ARN CreateServerlessCache takes; ValueError if it is
+    neither."""
+    match = _S3_RDB.match(text.strip())
+    if not match:
+        raise ValueError(
+            f"{text!r} is not an S3 object of an RDB file (s3://BUCKET/KEY.rdb or arn:aws:s3:::BUCKET/KEY.rdb)"
+        )
+    return f"arn:aws:s3:::{match['bucket']}/{match['key']}"
+
+
+def _restore_rdb(reader: _Reader) -> str | None:
+    text = reader.string("cacheRestoreRdb", default=None)
+    if text is None:
+        return None
+    try:
+        return restore_rdb_arn(text)
+    except ValueError as error:
+        raise ConfigError("cacheRestoreRdb", f"{error}: `spot-redis export-rdb` prints the value to set") from None
 
 
 def load_config() -> StackConfig:
@@ -183,6 +301,7 @@ RETIRED_KEYS = {
     "(infra/alerting.py); remove the key",
 }
 KNOWN_KEYS = (
+    "engine",
     "vpcId",
     "subnetId",
     "availabilityZone",
@@ -205,6 +324,7 @@ KNOWN_KEYS = (
     "warmupPublicIp",
     "hostPublicIp",
     "existingNamespace",
+    *ENGINE_KEYS[VALKEY_SERVERLESS],
 )
 
 

@@ -80,6 +80,18 @@ def alarm_raised(alarm_arn: str) -> dict:
     }
 
 
+def alarms_raised(alarm_arns: list[str]) -> dict:
+    """Any of these CloudWatch alarms went into ALARM (the serverless cache's usage-limit alarms)."""
+    if not alarm_arns:
+        raise ValueError("alarm_arns must not be empty")
+    return {
+        "source": ["aws.cloudwatch"],
+        "detail-type": [ALARM_STATE_CHANGE],
+        "resources": [_required("alarm_arn", arn) for arn in alarm_arns],
+        "detail": {"state": {"value": ["ALARM"]}},
+    }
+
+
 def stack_events(stack: str) -> dict:
     """Every custom event of this stack, whatever its detail-type (for the notify Lambda)."""
     return {"source": [SOURCE], "detail": {"stack": [_required("stack", stack)]}}

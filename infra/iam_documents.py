@@ -300,9 +300,13 @@ def notify_policy(
     alarm_arn: str,
     region: str,
     account_id: str,
+    other_alarm_arns: Sequence[str] = (),
 ) -> str:
     """The notify Lambda's role: Slack (webhook from SSM), SNS fallback, idempotency table, and the tags of the
-    failed-events alarm (its ownership test)."""
+    failed-events alarm and of ``other_alarm_arns`` (the serverless cache's alarms): its ownership test."""
+    alarms = _arn("alarm_arn", alarm_arn, "cloudwatch", "alarm:")
+    if other_alarm_arns:
+        alarms = [alarms, *_arns("other_alarm_arns", list(other_alarm_arns), "cloudwatch", "alarm:")]
     region, account_id = _region(region), _account(account_id)
     return _document(
         _write_own_logs(log_group_arn),
@@ -315,11 +319,7 @@ def notify_policy(
         ),
         _decrypt_parameters_via_ssm(region, account_id),
         _statement("PublishOnlyToFallbackTopic", ["sns:Publish"], _arn("topic_arn", topic_arn, "sns")),
-        _statement(
-            "ReadOnlyFailedEventsAlarmTags",
-            ["cloudwatch:ListTagsForResource"],
-            _arn("alarm_arn", alarm_arn, "cloudwatch", "alarm:"),
-        ),
+        _statement("ReadOnlyFailedEventsAlarmTags", ["cloudwatch:ListTagsForResource"], alarms),
         _describe_ec2(region, ["ec2:DescribeInstances", "ec2:DescribeTags"]),
         _statement(
             "DescribeScalingActivitiesNoResourceLevelPermissions",

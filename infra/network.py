@@ -87,3 +87,60 @@ class SecurityGroups(Concern):
 
 def _cidr(cidr: str) -> dict[str, str]:
     return {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
+
+
+class CacheSecurityGroups(Concern):
+    """The valkey-serverless engine's groups: the cache admits Redis's port from the same sources as the host would
+    (the application's groups and networks, and the warm-up batch), nothing else; the warm-up group as for the host."""
+
+    def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("CacheSecurityGroups", name, config, opts)
+        self.cache = self._group("cache", "The ElastiCache Serverless cache: Redis from the allowed sources only")
+        self.warmup = self._group("warmup", "The warm-up batch task: reaches Redis and HTTPS only")
+        for index, group_id in enumerate(config.redis_allowed_security_group_ids):
+            self._ingress(
+                f"{name}-redis-sg-{index}", "Redis, from an application group", referenced_security_group_id=group_id
+            )
+        for index, cidr in enumerate(config.redis_allowed_cidrs):
+            self._ingress(f"{name}-redis-cidr-{index}", "Redis, from an application network", **_cidr(cidr))
+        self._ingress(
+            f"{name}-redis-from-warmup", "Redis, from the warm-up batch", referenced_security_group_id=self.warmup.id
+        )
+        for purpose, port, peer in (
+            ("redis", REDIS_PORT, {"referenced_security_group_id": self.cache.id}),
+            ("https", 443, {"cidr_ipv4": "0.0.0.0/0"}),
+        ):
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-warmup-{purpose}",
+                security_group_id=self.warmup.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                description="Redis" if purpose == "redis" else "ECR, CloudWatch Logs, SSM",
+                tags=self.tags(),
+                opts=self.child,
+                **peer,
+            )
+        self.register_outputs({"cache_security_group_id": self.cache.id, "warmup_security_group_id": self.warmup.id})
+
+    def _group(self, role: str, description: str) -> aws.ec2.SecurityGroup:
+        return aws.ec2.SecurityGroup(
+            f"{self.config.stack}-{role}",
+            description=description,
+            vpc_id=self.config.vpc_id,
+            tags=self.tags(role),
+            opts=self.child,
+        )
+
+    def _ingress(self, name: str, description: str, **source: object) -> None:
+        aws.vpc.SecurityGroupIngressRule(
+            name,
+            security_group_id=self.cache.id,
+            ip_protocol="tcp",
+            from_port=REDIS_PORT,
+            to_port=REDIS_PORT,
+            description=description,
+            tags=self.tags(),
+            opts=self.child,
+            **source,
+        )

@@ -15,6 +15,26 @@ from infra.preflight import Namespace
 TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 DNS_TTL_SECONDS = 10  # a replacement host's address is seen within seconds
 WARMUP_CONTAINER = "warmup"
+CNAME_INSTANCE_ID = "serverless-cache"
+
+
+def redis_dns_config(namespace_id: pulumi.Input[str], *, cname: bool) -> dict:
+    """redis.<namespace>'s records. The Spot host registers its address (A, MULTIVALUE). The serverless cache is a
+    CNAME, which Cloud Map allows under its rules: a private or public DNS namespace, WEIGHTED routing (so one
+    instance answers: the service holds only the cache's), no Route 53 health check, and the instance's
+    AWS_INSTANCE_CNAME attribute as the target; the record type cannot change in place (switching engines replaces
+    the service)."""
+    if not cname:
+        return {
+            "namespace_id": namespace_id,
+            "dns_records": [{"type": "A", "ttl": DNS_TTL_SECONDS}],
+            "routing_policy": "MULTIVALUE",
+        }
+    return {
+        "namespace_id": namespace_id,
+        "dns_records": [{"type": "CNAME", "ttl": DNS_TTL_SECONDS}],
+        "routing_policy": "WEIGHTED",
+    }
 
 
 def ecr_lifecycle_policy() -> str:
@@ -44,7 +64,15 @@ def ecr_lifecycle_policy() -> str:
 
 
 def warmup_container(config: StackConfig, *, image: str, password_parameter_arn: str, log_group: str) -> str:
-    """The warm-up batch's container: it reaches Redis by name as the application user, the password from SSM."""
+    """The warm-up batch's container: it reaches Redis by name as the application user, the password from SSM. With
+    the valkey-serverless engine it is also told that the name speaks TLS only (REDIS_TLS=true)."""
+    environment = [
+        {"name": "REDIS_HOST", "value": config.redis_dns_name},
+        {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
+        {"name": "REDIS_USER", "value": "app"},
+    ]
+    if config.serverless:
+        environment.append({"name": "REDIS_TLS", "value": "true"})
     return json.dumps(
         [
             {
@@ -52,11 +80,7 @@ def warmup_container(config: StackConfig, *, image: str, password_parameter_arn:
                 "image": image,
                 "essential": True,
                 "readonlyRootFilesystem": True,
-                "environment": [
-                    {"name": "REDIS_HOST", "value": config.redis_dns_name},
-                    {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
-                    {"name": "REDIS_USER", "value": "app"},
-                ],
+                "environment": environment,
                 "secrets": [{"name": "REDIS_PASSWORD", "valueFrom": password_parameter_arn}],
                 "logConfiguration": {
                     "logDriver": "awslogs",
@@ -80,10 +104,15 @@ class Platform(Concern):
         app_password_parameter: aws.ssm.Parameter,
         account_id: pulumi.Input[str],
         existing_namespace: Namespace | None = None,
+        redis_cname: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """redis_cname: what redis.<namespace> names (the serverless cache's endpoint); None: the Spot host registers
+        its own address when it boots."""
         super().__init__("Platform", name, config, opts)
         self._service_discovery(name, existing_namespace)
+        if redis_cname is not None:
+            self._cname(name, redis_cname)
         self._cluster(name)
         self._warmup_task(name, app_password_parameter, account_id)
         self.register_outputs(
@@ -109,13 +138,19 @@ class Platform(Concern):
         self.redis_service = aws.servicediscovery.Service(
             f"{name}-redis",
             name="redis",
-            dns_config={
-                "namespace_id": self.namespace.id,
-                "dns_records": [{"type": "A", "ttl": DNS_TTL_SECONDS}],
-                "routing_policy": "MULTIVALUE",
-            },
+            dns_config=redis_dns_config(self.namespace.id, cname=self.config.serverless),
             force_destroy=True,  # the host's registration must not block a teardown
             tags=self.tags("redis-service"),
+            opts=self.child,
+        )
+
+    def _cname(self, name: str, target: pulumi.Input[str]) -> None:
+        """The one instance of a CNAME service: redis.<namespace> names the cache's endpoint."""
+        self.redis_instance = aws.servicediscovery.Instance(
+            f"{name}-redis-cache",
+            instance_id=CNAME_INSTANCE_ID,
+            service_id=self.redis_service.id,
+            attributes={"AWS_INSTANCE_CNAME": target},
             opts=self.child,
         )
 

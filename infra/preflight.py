@@ -69,6 +69,7 @@ class AccountFacts:
     memory_gib: Mapping[str, float] = field(default_factory=dict)  # of each offered one
     namespace: Namespace | None = None  # looked up only with existingNamespace
     lookup_problems: tuple[Problem, ...] = ()
+    cache_subnets: tuple[Subnet, ...] = ()  # the valkey-serverless engine's cacheSubnetIds, as found
 
 
 def problems(config: StackConfig, facts: AccountFacts) -> list[Problem]:
@@ -78,6 +79,26 @@ def problems(config: StackConfig, facts: AccountFacts) -> list[Problem]:
     if facts.vpc:
         found += vpc_problems(facts.vpc)
     found += instance_type_problems(config, facts.offered_instance_types, facts.architectures)
+    found += cache_subnet_problems(config, facts.cache_subnets)
+    return found
+
+
+def cache_subnet_problems(config: StackConfig, subnets: Sequence[Subnet]) -> list[Problem]:
+    """The serverless cache's subnets are in the stack's VPC and in different zones (it replicates across them)."""
+    found = [
+        Problem("cacheSubnetIds", f"{subnet.id} is in {subnet.vpc_id}, not in {config.vpc_id} (vpcId)")
+        for subnet in subnets
+        if subnet.vpc_id != config.vpc_id
+    ]
+    zones = {subnet.availability_zone for subnet in subnets}
+    if len(subnets) > 1 and len(zones) < len(subnets):
+        found.append(
+            Problem(
+                "cacheSubnetIds",
+                f"{len(subnets)} subnets in {len(zones)} zone(s) ({', '.join(sorted(zones))}): name subnets in "
+                "different Availability Zones, or the cache is not replicated across zones",
+            )
+        )
     return found
 
 
@@ -162,7 +183,18 @@ def look_up(config: StackConfig) -> AccountFacts:
                     "create it, or remove existingNamespace to let the stack create it",
                 )
             )
-    offered = _offered_instance_types(config.instance_types, config.availability_zone)
+    cache_subnets = []
+    for subnet_id in config.cache.subnet_ids if config.cache else ():
+        try:
+            cache_subnets.append(_subnet(subnet_id))
+        except Exception as error:
+            lookup_problems.append(Problem("cacheSubnetIds", f"{subnet_id} cannot be read in {config.region}: {error}"))
+    # The valkey-serverless engine has no instance type to look up.
+    offered = (
+        _offered_instance_types(config.instance_types, config.availability_zone)
+        if config.instance_types
+        else frozenset()
+    )
     described = {instance_type: aws.ec2.get_instance_type(instance_type=instance_type) for instance_type in offered}
     return AccountFacts(
         subnet=subnet,
@@ -172,6 +204,7 @@ def look_up(config: StackConfig) -> AccountFacts:
         memory_gib={name: (found.memory_size or 0) / 1024 for name, found in sorted(described.items())},
         namespace=namespace,
         lookup_problems=tuple(lookup_problems),
+        cache_subnets=tuple(cache_subnets),
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from infra import preflight, volume_size
+from infra import preflight, serverless_stack, volume_size
 from infra.alerting import Alerting
 from infra.bundle import AnsibleBundle
 from infra.compute import SpotHost
@@ -29,6 +29,8 @@ def build(repo_root: Path = REPO_ROOT, now: datetime.datetime | None = None) -> 
     """Declare the stack; returns its outputs (also exported) so that tests can resolve them."""
     config = load_config()
     facts = preflight.check(config)  # before any resource or output: a mismatch stops `pulumi preview`
+    if config.serverless:  # spot-redis:engine valkey-serverless: a managed cache instead of the host
+        return serverless_stack.build(config, repo_root, existing_namespace=facts.namespace)
     config = with_data_volume_size(config, facts.memory_gib)
     secrets = load_secrets()
     account_id = aws.get_caller_identity_output().account_id

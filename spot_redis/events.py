@@ -96,6 +96,15 @@ BY_DETAIL_TYPE = {kind.detail_type: kind for kind in ALL_EVENTS}
 # The one dataset that starts the warm-up batch by itself.
 WARMUP_DATASETS = (Dataset.EMPTY,)
 
+# The valkey-serverless engine's CloudWatch alarms (infra/serverless.py), by the suffix of their names
+# (spot-redis-<stack>-<suffix>), with what they mean; notify tells them from the failed-events alarm by that suffix.
+CACHE_ALARMS = {
+    "cache-data-storage": "The serverless cache holds more than 80% of its maximum data storage (cacheMaxDataGb): "
+    "at the limit it evicts keys or refuses writes",
+    "cache-ecpu": "The serverless cache uses more than 80% of its maximum ECPUs per second (cacheMaxEcpuPerSecond): "
+    "at the limit it throttles commands",
+}
+
 
 def iso_time(moment: datetime) -> str:
     """How a time is written in an event's detail: UTC, to the second, with a Z (2026-11-20T05:14:40Z)."""

@@ -67,6 +67,7 @@ from common.runtime import clients, clock, env_choice, require_env
 from spot_redis.events import (
     BACK_TO_SPOT,
     BOOTSTRAP_FAILED,
+    CACHE_ALARMS,
     HOST_DRAINED,
     HOST_READY,
     ON_DEMAND,
@@ -733,6 +734,43 @@ def failed_events_waiting(record: EventRecord, stack: str) -> Notice | None:
     )
 
 
+def cache_alarm_kind(alarm: str) -> str | None:
+    """Which of the serverless cache's alarms (spot_redis.events.CACHE_ALARMS) an alarm name is, by its suffix."""
+    return next((kind for kind in CACHE_ALARMS if alarm.endswith(f"-{kind}")), None)
+
+
+def alarm_raised(record: EventRecord, stack: str) -> Notice | None:
+    """An alarm of this stack went off: the serverless cache's usage-limit alarms, else the failed-events alarm."""
+    kind = cache_alarm_kind(detail_str(record, "alarmName"))
+    return failed_events_waiting(record, stack) if kind is None else cache_limit(record, stack, kind)
+
+
+def cache_limit(record: EventRecord, stack: str, kind: str) -> Notice | None:
+    """The valkey-serverless engine's cache nears a usage limit (infra/serverless.py): data storage or ECPUs."""
+    state = _alarm_state(record)
+    alarm = detail_str(record, "alarmName")
+    if not record.resources:
+        raise MalformedEventError("resources does not name the alarm")
+    if state["value"] != "ALARM":
+        logger.info("alarm not in ALARM: no message", extra={"alarm": alarm, "state": state["value"]})
+        return None
+    if not alarm_is_ours(clients.get("cloudwatch"), record.resources[0], stack):
+        logger.info("alarm that is not ours: no message", extra={"alarm": alarm})
+        return None
+    key = "cacheMaxDataGb" if kind == "cache-data-storage" else "cacheMaxEcpuPerSecond"
+    return Notice(
+        kind=kind,
+        subject=f"{alarm}@{state.get('timestamp') or record.time.isoformat()}",
+        title=f"The Valkey cache of {stack} nears its {'data storage' if key == 'cacheMaxDataGb' else 'ECPU'} limit",
+        happened=f"The alarm `{alarm}` went off: {CACHE_ALARMS[kind]}.",
+        next_step="ElastiCache keeps the limit: nothing grows the bill beyond it, and nothing raises it by itself.",
+        todo=f"Look at what the application stores or sends; raise `spot-redis:{key}` (`pulumi up`) if the need is "
+        "real (`spot-redis cost` prices it).",
+        emoji=":warning:",
+        facts=(("Alarm", f"`{alarm}`"), ("Limit", f"`spot-redis:{key}`")),
+    )
+
+
 def _stack_group_event(record: EventRecord, stack: str) -> str | None:
     """The group of a custom event of the capacity function, for this stack; None (logged) for another stack's."""
     group = detail_str(record, "group")
@@ -839,7 +877,7 @@ ROUTES: dict[tuple[str, str], Callable[[EventRecord, str], Notice | None]] = {
     (SOURCE, WARMUP_FINISHED.detail_type): warmup_finished,
     (SOURCE, ON_DEMAND.detail_type): on_demand,
     (SOURCE, BACK_TO_SPOT.detail_type): back_to_spot,
-    ("aws.cloudwatch", "CloudWatch Alarm State Change"): failed_events_waiting,
+    ("aws.cloudwatch", "CloudWatch Alarm State Change"): alarm_raised,
 }
 
 

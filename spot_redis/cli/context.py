@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import NAMESPACE
+from infra.config import NAMESPACE, VALKEY_SERVERLESS
 
 PULUMI_TIMEOUT_S = 60
 
@@ -136,11 +136,21 @@ class Stack:
 
     @property
     def group(self) -> str:
+        self._needs_a_host()
         return str(self.output("asgName"))
 
     @property
     def volume_id(self) -> str:
+        self._needs_a_host()
         return str(self.output("dataVolumeId"))
+
+    def _needs_a_host(self) -> None:
+        """A valkey-serverless stack (its `engine` output) has no host, group or data volume to act on."""
+        if self.outputs.get("engine") == VALKEY_SERVERLESS:
+            raise CliError(
+                f"stack {self.name!r} runs the valkey-serverless engine: it has no host (this command is for "
+                "spot-host stacks; the cache is `pulumi stack output cacheEndpoint`)"
+            )
 
     def parameter(self, purpose: str) -> str:
         names = self.outputs.get("parameterNames")

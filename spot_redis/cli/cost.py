@@ -18,10 +18,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ConfigError
-from spot_redis.cost import render
+from spot_redis.cost import render, serverless
 from spot_redis.cost.hours import average_month_hours, month_hours, parse_month
 from spot_redis.cost.model import Assumptions, estimate
 from spot_redis.cost.prices import PRICE_FILE, FilePrices, LivePrices, PriceError
+from spot_redis.cost.serverless import Workload
 from spot_redis.cost.stack_file import StackFileError, load_stack_file
 
 DEFAULT_RATE = 155.0  # JPY per USD, assumed; --rate changes it
@@ -56,6 +57,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
     parser.add_argument("--prices", type=Path, default=PRICE_FILE, help="the price file (spot_redis/cost/prices.json)")
     parser.add_argument("--live", action="store_true", help="EC2 on-demand and Spot prices from AWS (credentials)")
+    add_serverless_arguments(parser)
+
+
+def add_serverless_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the valkey-serverless engine's price depends on besides its limits (spot_redis/cost/serverless.py)."""
+    group = parser.add_argument_group("the valkey-serverless engine (spot-redis:engine)")
+    group.add_argument(
+        "--dataset-gb",
+        type=float,
+        default=Workload.dataset_gb,
+        help="the dataset, measured (the host's INFO memory used_memory_dataset; the cache's BytesUsedForCache): GB",
+    )
+    group.add_argument(
+        "--requests-per-second", type=float, default=Workload.requests_per_second, help="the month's average (0)"
+    )
+    group.add_argument(
+        "--ecpu-per-request", type=float, default=Workload.ecpu_per_request, help="1 for commands of up to 1 KB (1)"
+    )
 
 
 def run(args: argparse.Namespace, *, aws_clients: Any = None, now: datetime.datetime | None = None) -> int:
@@ -102,14 +121,17 @@ def report(args: argparse.Namespace, *, aws_clients: Any = None, now: datetime.d
         basis = f"{days} {schedule.start:%H:%M}-{schedule.end:%H:%M} {schedule.time_zone}, {basis}"
         if not args.month:
             basis += " of 2027-2030, DST included"
-    result = estimate(
-        config,
-        source.region(config.region),
-        source.specs(),
-        hours,
-        basis,
-        Assumptions(snapshot_change_rate=args.snapshot_change_rate),
-    )
+    if config.serverless:
+        result = serverless_estimate(args, config, source)
+    else:
+        result = estimate(
+            config,
+            source.region(config.region),
+            source.specs(),
+            hours,
+            basis,
+            Assumptions(snapshot_change_rate=args.snapshot_change_rate),
+        )
     currency = args.currency.upper()
     if args.format == "json":
         document = render.infracost_json(
@@ -124,6 +146,16 @@ def report(args: argparse.Namespace, *, aws_clients: Any = None, now: datetime.d
     if args.format == "markdown":
         return render.markdown(result, args.rate, currency, source.label)
     return render.text(result, args.rate, currency, source.label)
+
+
+def serverless_estimate(args: argparse.Namespace, config: Any, source: Any) -> Any:
+    """The valkey-serverless engine's estimate: its limits from the stack file, the workload from the arguments."""
+    workload = Workload(
+        dataset_gb=getattr(args, "dataset_gb", Workload.dataset_gb),
+        requests_per_second=getattr(args, "requests_per_second", Workload.requests_per_second),
+        ecpu_per_request=getattr(args, "ecpu_per_request", Workload.ecpu_per_request),
+    )
+    return serverless.estimate(config, source.region(config.region), source.specs(), workload)
 
 
 def default_stack_file(stack: str | None) -> Path:

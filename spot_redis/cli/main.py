@@ -33,7 +33,7 @@ if (CHECKOUT / "infra" / "config.py").is_file() and str(CHECKOUT) not in sys.pat
 from spot_redis.cli.context import CliError, Stack, load_stack  # noqa: E402
 
 PROG = "spot-redis"
-COMMANDS = ("status", "start", "stop", "warmup", "connect", "drill", "cost")
+COMMANDS = ("status", "start", "stop", "warmup", "connect", "drill", "cost", "export_rdb")
 
 
 @dataclass

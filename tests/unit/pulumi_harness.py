@@ -59,6 +59,7 @@ class Account:
     missing_ids: frozenset[str] = frozenset()  # subnets and VPCs that do not exist
     not_offered: frozenset[str] = frozenset()  # instance types not offered in the zone asked about
     architectures: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(INSTANCE_ARCHITECTURES))
+    subnet_zones: Mapping[str, str] = field(default_factory=dict)  # a subnet's zone, where it is not subnet_zone
 
 
 @dataclass
@@ -80,10 +81,13 @@ class Run:
     seconds: float = 0.0
     depends_on: dict[str, list[str]] = field(default_factory=dict)  # explicit dependencies, by resource name
     invokes: list[tuple[str, dict]] = field(default_factory=list)  # (token, arguments) of every look-up, in order
+    ignore_changes: dict[str, list[str]] = field(default_factory=dict)  # by resource name, where set
 
     def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
         """A stack transformation that changes nothing: it records each resource's explicit dependencies."""
         self.depends_on[args.name] = [getattr(resource, "_name", "?") for resource in args.opts.depends_on or []]
+        if args.opts.ignore_changes:
+            self.ignore_changes[args.name] = list(args.opts.ignore_changes)
 
     def of_type(self, type_token: str) -> list[Resource]:
         return [resource for resource in self.resources if resource.type == type_token]
@@ -164,7 +168,9 @@ class _Mocks(pulumi.runtime.Mocks):
         return {
             "id": args["id"],
             "vpcId": self.account.subnet_vpc_id or self.config["spot-redis:vpcId"],
-            "availabilityZone": self.account.subnet_zone or self.config["spot-redis:availabilityZone"],
+            "availabilityZone": self.account.subnet_zones.get(args["id"])
+            or self.account.subnet_zone
+            or self.config["spot-redis:availabilityZone"],
         }
 
     def _vpc(self, args: dict) -> dict | tuple[dict, list]:
@@ -303,6 +309,13 @@ def _computed(type_token: str, name: str, inputs: dict, region: str) -> tuple[st
         ),
         "aws:ec2/securityGroup:SecurityGroup": (f"sg-{abs(hash(name)) % 16**17:017x}", {}),
         "random:index/randomPassword:RandomPassword": (name, {"result": f"generated-password-{name}"}),
+        "aws:elasticache/serverlessCache:ServerlessCache": (
+            physical,
+            {
+                "arn": f"arn:aws:elasticache:{region}:{ACCOUNT}:serverlesscache:{physical}",
+                "endpoints": [{"address": f"{physical}-abc123.serverless.apne1.cache.amazonaws.com", "port": 6379}],
+            },
+        ),
     }
     resource_id, computed = special.get(type_token, (f"{name}-id", {}))
     computed.setdefault("arn", f"{arn_prefix}:{physical}")

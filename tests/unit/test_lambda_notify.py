@@ -678,3 +678,23 @@ def test_url_that_urllib_rejects_goes_to_the_fallback_at_once(
     [notification] = env.fallback()
     assert instance in notification["Message"]
     assert "XyZsEcReTtOkEn123" not in notification["Message"] and "XyZsEcReTtOkEn123" not in env.log_text()
+
+
+# --- the valkey-serverless engine's alarms --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("suffix", "key"), [("cache-data-storage", "cacheMaxDataGb"), ("cache-ecpu", "cacheMaxEcpuPerSecond")]
+)
+def test_a_cache_limit_alarm_says_which_limit_and_how_to_raise_it(env: Env, suffix: str, key: str) -> None:
+    alarm = support.make_alarm(f"spot-redis-staging-{suffix}")
+    assert env.run(support.alarm_event(alarm))["kind"] == suffix
+    text = only_post(env)["text"]
+    assert f"spot-redis:{key}" in text and "spot-redis-staging" in text
+    assert "failed-events" not in text and "could not handle" not in text
+
+
+def test_a_cache_limit_alarm_of_another_stack_is_ignored(env: Env) -> None:
+    alarm = support.make_alarm("spot-redis-other-cache-ecpu", stack="other")
+    assert env.run(support.alarm_event(alarm))["status"] == "ignored"
+    assert env.slack.posts == []
