@@ -178,6 +178,60 @@ def matching_cache_node(host_memory_gib: float, nodes: dict[str, float], priced:
     return fitting[0][1]
 
 
+def cloud_map(config: StackConfig, price: _Prices, a: Assumptions) -> Resource:
+    """The namespace and its one registration: the Spot host's A record, or the cache's CNAME. A namespace that
+    existed before the stack (existingNamespace) is not ours to pay for."""
+    zone = Component(
+        "Hosted zone", "months", 1, price("route53HostedZoneMonth"), price.source("route53HostedZoneMonth")
+    )
+    return Resource(
+        f"Cloud Map namespace {config.namespace}",
+        "aws_service_discovery_private_dns_namespace",
+        (
+            *([] if config.existing_namespace else [zone]),
+            Component(
+                "Registered instance",
+                "months",
+                1,
+                price("cloudMapInstanceMonth"),
+                price.source("cloudMapInstanceMonth"),
+            ),
+            Component(
+                "DNS queries",
+                "1M queries",
+                a.dns_queries_millions,
+                price("route53QueriesMillion"),
+                price.source("route53QueriesMillion"),
+            ),
+        ),
+    )
+
+
+def glue(price: _Prices, a: Assumptions, extra_alarms: int = 0) -> Resource:
+    """The Lambdas, rules, queue, table, topic and logs, and the failed-events alarm (plus ``extra_alarms``)."""
+    alarms = "CloudWatch alarm (failed events)" if not extra_alarms else "CloudWatch alarms (failed events and more)"
+    return Resource(
+        f"Serverless glue (Lambda, EventBridge, SQS, DynamoDB, SNS, logs, alarm{'s' if extra_alarms else ''})",
+        "aws_lambda_function",
+        (
+            Component("Lambda requests", "1M requests", a.lambda_invocations / 1e6, price("lambdaRequestsMillion")),
+            Component(
+                "Lambda duration (arm64)",
+                "GB-seconds",
+                a.lambda_invocations * a.lambda_seconds * a.lambda_memory_gb,
+                price("lambdaArmGbSecond"),
+            ),
+            Component("EventBridge AWS service events", "events", a.lambda_invocations, 0.0, "free"),
+            Component("SQS requests", "1M requests", a.sqs_requests / 1e6, price("sqsRequestsMillion")),
+            Component("DynamoDB writes", "1M WRU", a.dynamodb_writes / 1e6, price("dynamodbWriteMillion")),
+            Component("DynamoDB reads", "1M RRU", a.dynamodb_reads / 1e6, price("dynamodbReadMillion")),
+            Component("SNS publishes", "1M requests", a.sns_requests / 1e6, price("snsRequestsMillion")),
+            Component("CloudWatch Logs ingestion", "GB", a.log_gb, price("cloudwatchLogsIngestGb")),
+            Component(alarms, "alarms", 1 + extra_alarms, price("cloudwatchAlarmMonth")),
+        ),
+    )
+
+
 def estimate(
     config: StackConfig,
     region_prices: dict[str, Any],
@@ -251,59 +305,8 @@ def estimate(
             if config.host_public_ip
             else []
         ),
-        Resource(
-            f"Cloud Map namespace {config.namespace}",
-            "aws_service_discovery_private_dns_namespace",
-            (
-                *(
-                    []
-                    if config.existing_namespace  # its owner pays for the zone
-                    else [
-                        Component(
-                            "Hosted zone",
-                            "months",
-                            1,
-                            price("route53HostedZoneMonth"),
-                            price.source("route53HostedZoneMonth"),
-                        )
-                    ]
-                ),
-                Component(
-                    "Registered instance",
-                    "months",
-                    1,
-                    price("cloudMapInstanceMonth"),
-                    price.source("cloudMapInstanceMonth"),
-                ),
-                Component(
-                    "DNS queries",
-                    "1M queries",
-                    a.dns_queries_millions,
-                    price("route53QueriesMillion"),
-                    price.source("route53QueriesMillion"),
-                ),
-            ),
-        ),
-        Resource(
-            "Serverless glue (Lambda, EventBridge, SQS, DynamoDB, SNS, logs, alarm)",
-            "aws_lambda_function",
-            (
-                Component("Lambda requests", "1M requests", a.lambda_invocations / 1e6, price("lambdaRequestsMillion")),
-                Component(
-                    "Lambda duration (arm64)",
-                    "GB-seconds",
-                    a.lambda_invocations * a.lambda_seconds * a.lambda_memory_gb,
-                    price("lambdaArmGbSecond"),
-                ),
-                Component("EventBridge AWS service events", "events", a.lambda_invocations, 0.0, "free"),
-                Component("SQS requests", "1M requests", a.sqs_requests / 1e6, price("sqsRequestsMillion")),
-                Component("DynamoDB writes", "1M WRU", a.dynamodb_writes / 1e6, price("dynamodbWriteMillion")),
-                Component("DynamoDB reads", "1M RRU", a.dynamodb_reads / 1e6, price("dynamodbReadMillion")),
-                Component("SNS publishes", "1M requests", a.sns_requests / 1e6, price("snsRequestsMillion")),
-                Component("CloudWatch Logs ingestion", "GB", a.log_gb, price("cloudwatchLogsIngestGb")),
-                Component("CloudWatch alarm (failed events)", "alarms", 1, price("cloudwatchAlarmMonth")),
-            ),
-        ),
+        cloud_map(config, price, a),
+        glue(price, a),
     )
     total = sum(resource.monthly_cost for resource in resources)
     node = matching_cache_node(smallest, specs["elasticacheNodes"], region_prices.get("elasticacheNodeHour", {}))

@@ -10,7 +10,7 @@ request rate in; an `Estimate` out (rendered by render.py as the Spot host's is)
 - snapshot storage: the retained daily snapshots, each about the dataset.
 
 The cache runs all month: it cannot be stopped at night. The rest of the stack (Cloud Map, the Lambdas and queues) is
-the Spot host stack's, priced by the same lines (a test holds them equal to model.py's).
+the Spot host stack's, priced by model.py's own lines.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from spot_redis.cost.model import (
     Estimate,
     Resource,
     _Prices,
+    cloud_map,
+    glue,
 )
 from spot_redis.cost.prices import PriceError
 
@@ -51,57 +53,6 @@ def _check(workload: Workload) -> None:
         raise PriceError(f"--requests-per-second {workload.requests_per_second:g} must not be negative")
     if workload.ecpu_per_request <= 0:
         raise PriceError(f"--ecpu-per-request {workload.ecpu_per_request:g} must be more than 0")
-
-
-def cloud_map(config: StackConfig, price: _Prices, assumptions: Assumptions) -> Resource:
-    """The namespace and its one registration: the Spot host's A record, or the cache's CNAME."""
-    return Resource(
-        f"Cloud Map namespace {config.namespace}",
-        "aws_service_discovery_private_dns_namespace",
-        (
-            Component(
-                "Hosted zone", "months", 1, price("route53HostedZoneMonth"), price.source("route53HostedZoneMonth")
-            ),
-            Component(
-                "Registered instance",
-                "months",
-                1,
-                price("cloudMapInstanceMonth"),
-                price.source("cloudMapInstanceMonth"),
-            ),
-            Component(
-                "DNS queries",
-                "1M queries",
-                assumptions.dns_queries_millions,
-                price("route53QueriesMillion"),
-                price.source("route53QueriesMillion"),
-            ),
-        ),
-    )
-
-
-def glue(price: _Prices, a: Assumptions, alarms: int) -> Resource:
-    """The Lambdas, rules, queue, table, topic, logs and the alarms (the failed-events one and the cache's)."""
-    return Resource(
-        "Serverless glue (Lambda, EventBridge, SQS, DynamoDB, SNS, logs, alarms)",
-        "aws_lambda_function",
-        (
-            Component("Lambda requests", "1M requests", a.lambda_invocations / 1e6, price("lambdaRequestsMillion")),
-            Component(
-                "Lambda duration (arm64)",
-                "GB-seconds",
-                a.lambda_invocations * a.lambda_seconds * a.lambda_memory_gb,
-                price("lambdaArmGbSecond"),
-            ),
-            Component("EventBridge AWS service events", "events", a.lambda_invocations, 0.0, "free"),
-            Component("SQS requests", "1M requests", a.sqs_requests / 1e6, price("sqsRequestsMillion")),
-            Component("DynamoDB writes", "1M WRU", a.dynamodb_writes / 1e6, price("dynamodbWriteMillion")),
-            Component("DynamoDB reads", "1M RRU", a.dynamodb_reads / 1e6, price("dynamodbReadMillion")),
-            Component("SNS publishes", "1M requests", a.sns_requests / 1e6, price("snsRequestsMillion")),
-            Component("CloudWatch Logs ingestion", "GB", a.log_gb, price("cloudwatchLogsIngestGb")),
-            Component("CloudWatch alarms", "alarms", alarms, price("cloudwatchAlarmMonth")),
-        ),
-    )
 
 
 def estimate(
@@ -155,7 +106,7 @@ def estimate(
             ),
         ),
         cloud_map(config, price, assumptions),
-        glue(price, assumptions, alarms=1 + CACHE_ALARMS),
+        glue(price, assumptions, extra_alarms=CACHE_ALARMS),
     )
     total = sum(resource.monthly_cost for resource in resources)
     node = _node_holding(workload.dataset_gb, specs["elasticacheNodes"], region_prices.get("elasticacheNodeHour", {}))

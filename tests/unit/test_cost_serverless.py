@@ -85,22 +85,13 @@ def test_the_by_hand_figure_at_1_gb_and_50_requests_a_second(tmp_path):
     assert result.monthly_cost == pytest.approx(cache + snapshots + cloud_map + alarms + lambda_sqs_dynamodb_sns_logs)
 
 
-def test_the_shared_lines_are_the_spot_host_estimates():
-    """Cloud Map and the glue are the same resources in both engines: the serverless estimate prices them with the
-    same quantities and prices (the glue has the cache's two alarms more)."""
+def test_the_glue_counts_the_caches_alarms_too():
     prices = FilePrices()
-    host_config = load_stack_file(Path("Pulumi.example.yaml"))
-    region = prices.region(host_config.region)
-    host = model.estimate(host_config, region, prices.specs(), 730, "")
-    price, assumptions = model._Prices(host_config.region, region), model.Assumptions()
-    (host_cloud_map,) = [r for r in host.resources if r.name.startswith("Cloud Map")]
-    assert serverless.cloud_map(host_config, price, assumptions) == host_cloud_map
-    (host_glue,) = [r for r in host.resources if r.name.startswith("Serverless glue")]
-    glue = serverless.glue(price, assumptions, alarms=1)
-    assert [(c.unit, c.monthly_quantity, c.price) for c in glue.components] == [
-        (c.unit, c.monthly_quantity, c.price) for c in host_glue.components
+    price, assumptions = model._Prices("ap-northeast-1", prices.region("ap-northeast-1")), model.Assumptions()
+    (alarms,) = [
+        c for c in model.glue(price, assumptions, extra_alarms=serverless.CACHE_ALARMS).components if "alarm" in c.name
     ]
-    assert len(CACHE_ALARMS) == serverless.CACHE_ALARMS
+    assert alarms.monthly_quantity == 1 + len(CACHE_ALARMS) == 3
 
 
 def test_the_alarm_thresholds_are_below_the_limits_the_estimate_caps_at(tmp_path):
