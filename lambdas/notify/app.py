@@ -704,8 +704,8 @@ def _waiting_events(state: dict[str, Any]) -> int | None:
         return None
 
 
-def failed_events_waiting(record: EventRecord, stack: str) -> Notice | None:
-    """The failed-events alarm (infra/alerting.py): a Lambda gave up on events, which wait in the SQS queue."""
+def _our_alarm_raised(record: EventRecord, stack: str) -> tuple[dict[str, Any], str] | None:
+    """The alarm's new state and name when it went into ALARM and is this stack's; None (logged why) otherwise."""
     state = _alarm_state(record)
     alarm = detail_str(record, "alarmName")
     if not record.resources:
@@ -716,6 +716,15 @@ def failed_events_waiting(record: EventRecord, stack: str) -> Notice | None:
     if not alarm_is_ours(clients.get("cloudwatch"), record.resources[0], stack):
         logger.info("alarm that is not ours: no message", extra={"alarm": alarm})
         return None
+    return state, alarm
+
+
+def failed_events_waiting(record: EventRecord, stack: str) -> Notice | None:
+    """The failed-events alarm (infra/alerting.py): a Lambda gave up on events, which wait in the SQS queue."""
+    raised = _our_alarm_raised(record, stack)
+    if raised is None:
+        return None
+    state, alarm = raised
     waiting = _waiting_events(state)
     count = f"{waiting} event{'s' if waiting != 1 else ''}" if waiting is not None else "Events"
     return Notice(
@@ -747,16 +756,10 @@ def alarm_raised(record: EventRecord, stack: str) -> Notice | None:
 
 def cache_limit(record: EventRecord, stack: str, kind: str) -> Notice | None:
     """The valkey-serverless engine's cache nears a usage limit (infra/serverless.py): data storage or ECPUs."""
-    state = _alarm_state(record)
-    alarm = detail_str(record, "alarmName")
-    if not record.resources:
-        raise MalformedEventError("resources does not name the alarm")
-    if state["value"] != "ALARM":
-        logger.info("alarm not in ALARM: no message", extra={"alarm": alarm, "state": state["value"]})
+    raised = _our_alarm_raised(record, stack)
+    if raised is None:
         return None
-    if not alarm_is_ours(clients.get("cloudwatch"), record.resources[0], stack):
-        logger.info("alarm that is not ours: no message", extra={"alarm": alarm})
-        return None
+    state, alarm = raised
     key = "cacheMaxDataGb" if kind == "cache-data-storage" else "cacheMaxEcpuPerSecond"
     return Notice(
         kind=kind,
