@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spot_redis.agent import dataset
+from spot_redis.agent import dataset, layout
 from spot_redis.agent.announce import Announcer
 from spot_redis.agent.clients import Clients
 from spot_redis.agent.redis_ctl import COMMAND_TIMEOUT_S, SAVE_TIMEOUT_S, STOP_TIMEOUT_S, RedisControl
@@ -206,7 +206,7 @@ class Drain:
 
     def mark_clean(self, keys: int | None) -> str:
         """The clean-stop marker; returns the time of the save it names."""
-        return dataset.write_marker(self.data_dir, self.instance_id, keys).saved_at
+        return dataset.write_marker(layout.find_redis_dir(self.data_dir), self.instance_id, keys).saved_at
 
     def unmount(self) -> None:
         """sync, umount; when busy, log who holds it and try once more. Never lazily: a detached volume would lose
