@@ -14,6 +14,7 @@ from spot_redis.agent.settings import SETTINGS_FILE, HostSettings
 
 log = logging.getLogger("spot-redis-agent")
 PRODUCTION_IMDS = "http://169.254.169.254"
+MONITORING_UNITS = ("prometheus.service", "prometheus-alertmanager.service")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,6 +95,8 @@ def watch(settings, clients, imds, interval_s: float) -> int:
         cloudmap_service_id=settings.cloudmap_service_id,
         redis=RedisControl(),
         cloudmap_instance_id=CLOUDMAP_INSTANCE_ID,
+        # The host that monitors itself keeps Prometheus's and Alertmanager's state on the volume (boot.py).
+        monitoring_units=() if settings.monitoring_addresses else MONITORING_UNITS,
     )
 
     def on_rebalance(recommendation) -> None:

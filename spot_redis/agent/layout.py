@@ -13,7 +13,7 @@ an empty <mount>/redis the same way.
 
 Stdlib only, so that the redis role can run this file as a script on hosts without the agent:
 
-    python3 layout.py status MOUNT     prints {"layout": "new" | "first" | "interrupted" | "current"}
+    python3 layout.py status MOUNT     prints {"layout": "new" | "first" | "interrupted" | "current"} (no MOUNT: new)
     python3 layout.py migrate MOUNT    prints {"changed": true|false, "moved": [...], "layout": "current"}
 """
 
@@ -56,6 +56,8 @@ def first_layout_entries(mount: str | Path) -> list[Path]:
 def status(mount: str | Path) -> str:
     """current: <mount>/redis exists; interrupted: a move was cut short; first: Redis's files at the root; new."""
     mount = Path(mount)
+    if not mount.is_dir():
+        return "new"
     if redis_dir(mount).is_dir():
         return "current"
     if (mount / STAGING_DIR).is_dir():
@@ -108,8 +110,8 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("status", "migrate") or not Path(argv[1]).is_dir():
-        print("usage: python3 layout.py status|migrate MOUNT (an existing directory)", file=sys.stderr)
+    if len(argv) != 2 or argv[0] not in ("status", "migrate") or (argv[0] == "migrate" and not Path(argv[1]).is_dir()):
+        print("usage: python3 layout.py status|migrate MOUNT (migrate: an existing directory)", file=sys.stderr)
         return 2
     command, mount = argv
     before = status(mount)

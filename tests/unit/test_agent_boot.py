@@ -49,7 +49,18 @@ SECRETS = {
     "heartbeat-url": "https://hc-ping.com/5b7c9d1e-heartbeat-t0ken",
 }
 SECRET_VARS = {var: SECRETS[name] for name, variables in SECRET_PARAMETERS.items() for var in variables}
-BOOT_STEPS = ["packages", "ansible", "metadata", "volume", "device", "mount", "layout", "dataset", "configure", "register"]
+BOOT_STEPS = [
+    "packages",
+    "ansible",
+    "metadata",
+    "volume",
+    "device",
+    "mount",
+    "layout",
+    "dataset",
+    "configure",
+    "register",
+]
 PREPARE = [
     "run apt-get update",
     "run apt-get install",
