@@ -674,9 +674,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m lab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument(
-        "command", choices=("up", "down", "status", "info", "notice", "rebalance", "drill", "replace")
-    )
+    parser.add_argument("command", choices=("up", "down", "status", "info", "notice", "rebalance", "drill", "replace"))
     parser.add_argument("host", nargs="?", help="notice, rebalance, replace: the lab host (e.g. redis-1)")
     parser.add_argument("--in", dest="in_seconds", type=float, default=120, help="notice: seconds until the action")
     parser.add_argument("--variant", default="notice", help="drill: notice, hard-kill or lost-disk")
