@@ -7,7 +7,7 @@ Lists the RUNNING EC2 instances tagged spot-redis:stack=<SPOT_REDIS_STACK>, each
 monitoring (the AWS layout: one host runs Redis and its monitoring), named by instance id. Ansible and testinfra
 SSH to them as `admin` through `aws ssm start-session` (no SSH port is open anywhere).
 
-Each host's settings (admin_cidrs, redis_data_dir, the SSM parameter prefix) are read from its own user data,
+Each host's settings (admin_cidrs, the data volume's paths, the SSM parameter prefix) are read from its own user data,
 the settings it booted with (infra/bootstrap.py writes them there), so that a push renders the same
 configuration as the host's own boot. Nothing secret is printed: the secrets are looked up at run time by
 group_vars (aws ssm get-parameter).
