@@ -139,3 +139,8 @@ def test_the_script_reports_and_migrates_with_the_standard_library_alone(tmp_pat
 def test_the_script_refuses_a_path_that_is_not_a_directory(tmp_path: Path) -> None:
     result = run_script("migrate", str(tmp_path / "missing"))
     assert result.returncode == 2 and "usage" in result.stderr
+
+
+def test_a_mount_point_not_made_yet_reads_as_new(tmp_path: Path) -> None:
+    """The redis role asks before it makes the directory (redis_data_dir_must_be_mountpoint: false)."""
+    assert json.loads(run_script("status", str(tmp_path / "missing")).stdout) == {"layout": "new"}
