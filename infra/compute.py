@@ -17,7 +17,8 @@ from infra.preflight import Namespace
 from infra.schedule import asg_recurrences, is_working_time
 
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-DATA_MOUNT = "/srv/redis"  # the redis role's redis_data_dir
+# The data volume's mount point, the redis role's redis_data_mount (its layout: spot_redis/agent/layout.py).
+DATA_MOUNT = "/srv/redis"
 ROOT_VOLUME_GIB = 8
 # lambdas/capacity owns the on-demand base while the fallback is on: `pulumi up` must not reset a group that fell back
 # to on-demand to Spot, which could make Auto Scaling replace the serving host.

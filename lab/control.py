@@ -6,6 +6,8 @@
     python -m lab info    how to connect
     python -m lab notice HOST [--in SECONDS]   give an agent-booted host a Spot interruption notice
     python -m lab rebalance HOST               give it a rebalance recommendation
+    python -m lab replace HOST                 stop a pushed host with a data disk, give it a new root disk (its
+                                               keys, machine id and packages all new), boot it with the same data disk
     python -m lab drill [--variant V]          an interruption drill: notice, hard-kill or lost-disk (lab/drill.py)
 
 Must run as root, from the repository's root. Why each step is the way it is: the comments beside it.
@@ -531,6 +533,23 @@ def wait_until_running(node: Node, deadline: float) -> None:
     log(f"{node.name}: SSH answers, systemd says {state}")
 
 
+def replace_host(name: str) -> None:
+    """What the Auto Scaling group does to the stack's host, for a host converged by a push (solo-1): the host stops
+    cleanly, its root disk is thrown away, and a new one boots from the base image with the same data disk. It then
+    needs a converge, as a new instance needs its boot."""
+    node = topology.node(name)
+    if not node.boots or node.agent or not node.data_mount:
+        raise SystemExit(f"lab: {name} is not a pushed host with a data disk; a drill replaces agent-booted hosts")
+    running = nspawn_hosts()
+    if name in running:
+        stop([running[name][0]])
+    shutil.rmtree(host_dir(node) / "rootfs")
+    boot(node, ensure_rootfs(node, ensure_image()))
+    write_known_hosts([n for n in HOSTS if (host_dir(n) / "rootfs").is_dir()])
+    wait_until_running(node, time.monotonic() + BOOT_TIMEOUT_S)
+    log(f"{name}: replaced (a new root disk, the same data disk)")
+
+
 def check_no_foreign_hosts() -> None:
     """Refuse to adopt hosts that another checkout's lab booted: their keys and disks are not ours."""
     for name, (_, directory) in nspawn_hosts().items():
@@ -655,16 +674,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m lab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("command", choices=("up", "down", "status", "info", "notice", "rebalance", "drill"))
-    parser.add_argument("host", nargs="?", help="notice, rebalance: the lab host (e.g. redis-1)")
+    parser.add_argument("command", choices=("up", "down", "status", "info", "notice", "rebalance", "drill", "replace"))
+    parser.add_argument("host", nargs="?", help="notice, rebalance, replace: the lab host (e.g. redis-1)")
     parser.add_argument("--in", dest="in_seconds", type=float, default=120, help="notice: seconds until the action")
     parser.add_argument("--variant", default="notice", help="drill: notice, hard-kill or lost-disk")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("lab: must run as root (namespaces, mounts and systemd-nspawn need it)")
+    if args.command in ("notice", "rebalance", "replace") and not args.host:
+        parser.error(f"{args.command} needs a HOST")
+    if args.command == "replace":
+        replace_host(args.host)
+        return
     if args.command in ("notice", "rebalance"):
-        if not args.host:
-            parser.error(f"{args.command} needs a HOST")
         give_notice(args.host, args.in_seconds, rebalance=args.command == "rebalance")
         return
     if args.command == "drill":

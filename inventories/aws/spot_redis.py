@@ -7,7 +7,7 @@ Lists the RUNNING EC2 instances tagged spot-redis:stack=<SPOT_REDIS_STACK>, each
 monitoring (the AWS layout: one host runs Redis and its monitoring), named by instance id. Ansible and testinfra
 SSH to them as `admin` through `aws ssm start-session` (no SSH port is open anywhere).
 
-Each host's settings (admin_cidrs, redis_data_dir, the SSM parameter prefix) are read from its own user data,
+Each host's settings (admin_cidrs, the data volume's paths, the SSM parameter prefix) are read from its own user data,
 the settings it booted with (infra/bootstrap.py writes them there), so that a push renders the same
 configuration as the host's own boot. Nothing secret is printed: the secrets are looked up at run time by
 group_vars (aws ssm get-parameter).
@@ -25,6 +25,7 @@ from pathlib import Path
 # The inventory lives in the repository: it reads user data with the same code that writes it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from infra.bootstrap import decode_user_data, parse_user_data
+from spot_redis.agent import layout
 
 STACK_TAG = "spot-redis:stack"
 GROUPS = ("redis", "monitoring")
@@ -91,12 +92,23 @@ def host_vars(ec2, instance: dict, stack: str, region: str, vpc_cache: dict[str,
         # The settings the host booted with (see infra/bootstrap.py's HostSettings).
         "admin_cidrs": _split(settings.get("SPOT_REDIS_ADMIN_CIDRS", "")),
         "spot_redis_extra_allowed_cidrs": _split(settings.get("SPOT_REDIS_REDIS_ALLOWED_CIDRS", "")),
-        "redis_data_dir": settings.get("SPOT_REDIS_DATA_MOUNT", "/srv/redis"),
+        # The data volume: Redis's directory, and, the host monitoring itself, Prometheus's and Alertmanager's.
+        **data_volume_vars(settings.get("SPOT_REDIS_DATA_MOUNT", "/srv/redis")),
         "spot_redis_stack": stack,
         "spot_redis_region": region,
         "spot_redis_parameter_prefix": settings.get("SPOT_REDIS_PARAMETER_PREFIX", f"/spot-redis/{stack}"),
         "ec2_instance_type": instance.get("InstanceType", ""),
         "ec2_availability_zone": instance.get("Placement", {}).get("AvailabilityZone", ""),
+    }
+
+
+def data_volume_vars(data_mount: str) -> dict[str, str]:
+    """As the host's own boot gives them (spot_redis.agent.boot): every host here monitors itself."""
+    return {
+        "redis_data_mount": data_mount,
+        "redis_data_dir": str(layout.redis_dir(data_mount)),
+        "prometheus_storage_path": str(layout.prometheus_dir(data_mount)),
+        "alertmanager_storage_path": str(layout.alertmanager_dir(data_mount)),
     }
 
 

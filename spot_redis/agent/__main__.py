@@ -9,11 +9,12 @@ import os
 import sys
 from pathlib import Path
 
-from spot_redis.agent import dataset
+from spot_redis.agent import dataset, layout
 from spot_redis.agent.settings import SETTINGS_FILE, HostSettings
 
 log = logging.getLogger("spot-redis-agent")
 PRODUCTION_IMDS = "http://169.254.169.254"
+MONITORING_UNITS = ("prometheus.service", "prometheus-alertmanager.service")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mark-clean":
         return mark_clean(settings)
     if args.command == "clear-marker":
-        cleared = dataset.clear_marker(Path(settings.data_mount))
+        cleared = dataset.clear_marker(layout.find_redis_dir(settings.data_mount))
         log.info("clean-stop marker %s", "removed: Redis writes again" if cleared else "absent")
         return 0
     from spot_redis.agent.clients import Clients
@@ -94,6 +95,8 @@ def watch(settings, clients, imds, interval_s: float) -> int:
         cloudmap_service_id=settings.cloudmap_service_id,
         redis=RedisControl(),
         cloudmap_instance_id=CLOUDMAP_INSTANCE_ID,
+        # The host that monitors itself keeps Prometheus's and Alertmanager's state on the volume (boot.py).
+        monitoring_units=() if settings.monitoring_addresses else MONITORING_UNITS,
     )
 
     def on_rebalance(recommendation) -> None:
@@ -112,11 +115,11 @@ def mark_clean(settings: HostSettings) -> int:
     if result != "success":
         log.info("Redis did not stop cleanly (SERVICE_RESULT=%r): no clean-stop marker", result)
         return 0
-    data_dir = Path(settings.data_mount)
-    if not os.path.ismount(data_dir):
-        log.info("%s is not mounted: no clean-stop marker", data_dir)
+    data_mount = Path(settings.data_mount)
+    if not os.path.ismount(data_mount):
+        log.info("%s is not mounted: no clean-stop marker", data_mount)
         return 0
-    marker = dataset.write_marker(data_dir, _instance_id())
+    marker = dataset.write_marker(layout.find_redis_dir(data_mount), _instance_id())
     log.info("clean-stop marker written: last save %s", marker.saved_at)
     return 0
 

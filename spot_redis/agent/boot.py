@@ -10,6 +10,8 @@ step, and exits non-zero):
                 a host that gives up marks itself Unhealthy so that its group replaces it
     device      the attached volume's block device, found by its volume id
     mount       mount it (mkfs only a volume without any file system signature)
+    layout      Redis's files in <mount>/redis, beside Prometheus's and Alertmanager's (spot_redis.agent.layout):
+                a volume of the first layout, Redis's files at its root, is moved in place
     dataset     complete, crash or empty (spot_redis.agent.dataset), decided once per instance
     configure   the secrets from SSM into a root-only file, then ansible-playbook site.yml on this host
     register    Cloud Map: redis.<namespace> -> this host, under the fixed instance id
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spot_redis.agent import dataset
+from spot_redis.agent import dataset, layout
 from spot_redis.agent.announce import Announcer
 from spot_redis.agent.clients import Clients
 from spot_redis.agent.imds import Imds
@@ -115,6 +117,7 @@ class Boot:
             ("volume", self.volume),
             ("device", self.find_device),
             ("mount", self.mount),
+            ("layout", self.layout),
             ("dataset", self.decide_dataset),
             ("configure", self.configure),
             ("register", self.register),
@@ -287,6 +290,17 @@ class Boot:
         self._cmd(["systemctl", "daemon-reload"], check=False, timeout=60)
         log.info("fstab: %s", line)
 
+    def layout(self) -> None:
+        """Before the dataset is read and before Redis starts: its files where the redis role points it."""
+        mount = self.settings.data_mount
+        before = layout.status(mount)
+        moved = layout.migrate(mount)
+        if before in ("first", "interrupted"):
+            log.info("layout: moved %s from %s into %s", ", ".join(moved) or "nothing more", mount,
+                     layout.redis_dir(mount))  # fmt: skip
+        else:
+            log.info("layout: %s (Redis's files in %s)", before, layout.redis_dir(mount))
+
     def decide_dataset(self) -> None:
         """Decided once per instance, before Redis writes to the volume: a re-run reports what this instance found."""
         record = self.paths.state / "dataset.json"
@@ -299,7 +313,7 @@ class Boot:
                 Dataset(saved["dataset"]), saved_marker(saved), reason="decided by an earlier run on this instance"
             )
         else:
-            self.decision = dataset.decide(Path(self.settings.data_mount))
+            self.decision = dataset.decide(layout.redis_dir(self.settings.data_mount))
             marker = self.decision.marker
             saved = {"instance-id": self.host.instance_id, "dataset": str(self.decision.dataset),
                      "saved-at": marker.saved_at if marker else None,
@@ -307,7 +321,7 @@ class Boot:
             self.paths.state.mkdir(parents=True, exist_ok=True)
             _write_atomic(record, json.dumps(saved), 0o644)
             # Redis writes from now on: a marker left from the previous host must not outlive its data.
-            dataset.clear_marker(Path(self.settings.data_mount))
+            dataset.clear_marker(layout.redis_dir(self.settings.data_mount))
         log.info("dataset: %s (%s)", self.decision.dataset, self.decision.reason)
 
     # --- Redis and its name ------------------------------------------------------------------------------------
@@ -344,7 +358,8 @@ class Boot:
     def inventory(self) -> dict[str, Any]:
         """This host alone, named by its instance id as in inventories/aws, so a push renders the same config.
 
-        Without monitoring_addresses the host monitors itself (Prometheus and Alertmanager on it too).
+        Without monitoring_addresses the host monitors itself (Prometheus and Alertmanager on it too), and their
+        state goes on the data volume beside Redis's, so that it outlives the host.
         """
         settings, host = self.settings, self.host
         allowed = [*host.vpc_cidrs, *(c for c in settings.redis_allowed_cidrs if c not in host.vpc_cidrs)]
@@ -358,10 +373,13 @@ class Boot:
             # The security group is the precise filter; the host firewall admits the VPC and any extra networks.
             "redis_allowed_cidrs": allowed,
             "redis_monitoring_addresses": monitors,
-            "redis_data_dir": settings.data_mount,
+            "redis_data_mount": settings.data_mount,
+            "redis_data_dir": str(layout.redis_dir(settings.data_mount)),
             "spot_host_enabled": True,
-            **self.ansible_vars,
         }
+        if not settings.monitoring_addresses:
+            variables |= monitoring_storage_vars(settings.data_mount)
+        variables |= self.ansible_vars
         members = {host.instance_id: {}}
         groups = {"redis": {"hosts": members}}
         if not settings.monitoring_addresses:
@@ -427,6 +445,14 @@ class Boot:
                 log.warning("attempt %d of %d failed (%s): again in %.0f s", attempt, attempts, error, delay_s)
                 self.sleep(delay_s)
         return None
+
+
+def monitoring_storage_vars(data_mount: str) -> dict[str, str]:
+    """Prometheus's and Alertmanager's state on the data volume: for the host that monitors itself."""
+    return {
+        "prometheus_storage_path": str(layout.prometheus_dir(data_mount)),
+        "alertmanager_storage_path": str(layout.alertmanager_dir(data_mount)),
+    }
 
 
 def saved_marker(saved: dict[str, Any]) -> dataset.Marker | None:

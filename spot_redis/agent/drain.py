@@ -1,7 +1,8 @@
 """The drain after a Spot interruption notice, inside the two-minute warning.
 
 Steps, in order: leave the Auto Scaling group (the replacement launches at once), deregister from Cloud Map, pause
-Redis's writes, save, stop Redis, write the clean-stop marker, unmount the data volume, detach it, announce
+Redis's writes, save, stop Redis, write the clean-stop marker, stop Prometheus and Alertmanager where their state is
+on the volume (the host monitors itself), unmount the data volume, detach it, announce
 HOST_DRAINED. A failed step is logged and recorded and the drain goes on: whatever else happened, the replacement
 must get the volume.
 
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spot_redis.agent import dataset
+from spot_redis.agent import dataset, layout
 from spot_redis.agent.announce import Announcer
 from spot_redis.agent.clients import Clients
 from spot_redis.agent.redis_ctl import COMMAND_TIMEOUT_S, SAVE_TIMEOUT_S, STOP_TIMEOUT_S, RedisControl
@@ -48,6 +49,8 @@ PAUSE_WRITES_S = COMMAND_TIMEOUT_S
 SAVE_S = SAVE_TIMEOUT_S + 3 * COMMAND_TIMEOUT_S  # SAVE, DBSIZE, LASTSAVE, CONFIG SET save ""
 STOP_REDIS_S = STOP_TIMEOUT_S
 MARK_CLEAN_S = 1.0  # a small file written and fsynced on the data volume; local I/O, not enforced
+# Prometheus closes its database (the WAL is on disk already) and Alertmanager snapshots its state, in about a second.
+STOP_MONITORING_S = 5.0
 UNMOUNT_S = SYNC_TIMEOUT_S + UMOUNT_TIMEOUT_S + FUSER_TIMEOUT_S + UMOUNT_RETRY_DELAY_S + UMOUNT_TIMEOUT_S
 # describe_volumes and detach_volume, then at least 10 s of polling (more when those calls were quick).
 DETACH_VOLUME_S = 2 * AWS_CALL_S + 10
@@ -60,6 +63,7 @@ BUDGETS = {
     "save": SAVE_S,
     "stop_redis": STOP_REDIS_S,
     "mark_clean": MARK_CLEAN_S,
+    "stop_monitoring": STOP_MONITORING_S,
     "unmount": UNMOUNT_S,
     "detach_volume": DETACH_VOLUME_S,
     "announce": ANNOUNCE_S,
@@ -109,6 +113,7 @@ class Drain:
         cloudmap_service_id: str,
         redis: RedisControl,
         cloudmap_instance_id: str = "redis-host",
+        monitoring_units: tuple[str, ...] = (),
         run: Run = subprocess.run,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -123,6 +128,7 @@ class Drain:
         self.cloudmap_service_id = cloudmap_service_id
         self.cloudmap_instance_id = cloudmap_instance_id
         self.redis = redis
+        self.monitoring_units = monitoring_units  # services whose state is on the data volume, besides Redis
         self.run = run
         self.clock = clock
         self.wall_clock = wall_clock
@@ -140,6 +146,7 @@ class Drain:
             report.saved_at = self._step(report, "mark_clean", lambda: self.mark_clean(report.keys))
         else:
             log.warning("no clean-stop marker: the save or the stop failed, so the next boot must report a crash")
+        self._step(report, "stop_monitoring", self.stop_monitoring)
         self._step(report, "unmount", self.unmount)
         if report.succeeded("unmount"):
             self._step(report, "detach_volume", self.detach_volume)
@@ -206,7 +213,16 @@ class Drain:
 
     def mark_clean(self, keys: int | None) -> str:
         """The clean-stop marker; returns the time of the save it names."""
-        return dataset.write_marker(self.data_dir, self.instance_id, keys).saved_at
+        return dataset.write_marker(layout.find_redis_dir(self.data_dir), self.instance_id, keys).saved_at
+
+    def stop_monitoring(self) -> None:
+        """Prometheus and Alertmanager keep their state on the volume when the host monitors itself: they must let
+        go of it before the unmount (a failure here shows as a busy volume, which is then not detached)."""
+        if not self.monitoring_units:
+            log.info("no monitoring state on the data volume: nothing to stop")
+            return
+        self._command(["systemctl", "stop", *self.monitoring_units], STOP_MONITORING_S, required=True)
+        log.info("stopped %s", ", ".join(self.monitoring_units))
 
     def unmount(self) -> None:
         """sync, umount; when busy, log who holds it and try once more. Never lazily: a detached volume would lose

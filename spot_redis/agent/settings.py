@@ -36,7 +36,7 @@ class HostSettings:
     stack: str
     region: str
     data_volume_id: str
-    data_mount: str  # the redis role's redis_data_dir (/srv/redis)
+    data_mount: str  # the data volume's mount point, the redis role's redis_data_mount (/srv/redis; see layout.py)
     bundle_bucket: str
     bundle_key: str  # e.g. "bundles/ansible-<digest>.zip", a zip of infra.bootstrap.bundle_files()
     parameter_prefix: str  # "/spot-redis/<stack>"

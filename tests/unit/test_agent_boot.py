@@ -49,7 +49,18 @@ SECRETS = {
     "heartbeat-url": "https://hc-ping.com/5b7c9d1e-heartbeat-t0ken",
 }
 SECRET_VARS = {var: SECRETS[name] for name, variables in SECRET_PARAMETERS.items() for var in variables}
-BOOT_STEPS = ["packages", "ansible", "metadata", "volume", "device", "mount", "dataset", "configure", "register"]
+BOOT_STEPS = [
+    "packages",
+    "ansible",
+    "metadata",
+    "volume",
+    "device",
+    "mount",
+    "layout",
+    "dataset",
+    "configure",
+    "register",
+]
 PREPARE = [
     "run apt-get update",
     "run apt-get install",
@@ -213,8 +224,13 @@ class World:
     # --- the host -------------------------------------------------------------------------------------------------
 
     @property
-    def data_dir(self) -> Path:
+    def data_mount(self) -> Path:
         return self.tmp_path / "srv-redis"
+
+    @property
+    def data_dir(self) -> Path:
+        """Redis's directory on the volume (spot_redis.agent.layout)."""
+        return self.data_mount / "redis"
 
     @property
     def paths(self) -> Paths:
@@ -237,7 +253,7 @@ class World:
             "stack": support.STACK,
             "region": REGION,
             "data_volume_id": self.volume_id,
-            "data_mount": str(self.data_dir),
+            "data_mount": str(self.data_mount),
             "bundle_bucket": "spot-redis-staging-bundles",
             "bundle_key": "bundles/ansible-0123abcd.zip",
             "parameter_prefix": PREFIX,
@@ -283,10 +299,10 @@ class World:
         for hook in self.on_sleep:
             hook(len(self.sleeps))
 
-    def redis_data(self) -> None:
+    def redis_data(self, directory: Path | None = None) -> None:
         """What Redis 7 leaves in its data directory."""
         for name, content in REDIS_FILES.items():
-            path = self.data_dir / name
+            path = (directory or self.data_dir) / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
 
@@ -383,7 +399,7 @@ def test_a_first_boot_on_a_new_volume(world: World, caplog: pytest.LogCaptureFix
     assert world.run.calls[world.run.names().index("mkfs.ext4")] == [
         "mkfs.ext4", "-q", "-L", "spot-redis-data", str(world.by_id)
     ]  # fmt: skip
-    assert world.run.calls[world.run.names().index("mount")] == ["mount", str(world.data_dir)]
+    assert world.run.calls[world.run.names().index("mount")] == ["mount", str(world.data_mount)]
     assert (world.volume()["State"], [a["InstanceId"] for a in world.volume()["Attachments"]]) == (
         "in-use",
         [world.instance_id],
@@ -391,7 +407,7 @@ def test_a_first_boot_on_a_new_volume(world: World, caplog: pytest.LogCaptureFix
     assert world.paths.fstab.read_text().splitlines() == [
         "# /etc/fstab",
         "UUID=1111-root / ext4 rw,discard,errors=remount-ro 0 1",
-        f"UUID={UUID} {world.data_dir} ext4 defaults,noatime,nofail 0 2",
+        f"UUID={UUID} {world.data_mount} ext4 defaults,noatime,nofail 0 2",
     ]
     assert world.registered() == [{"Id": CLOUDMAP_INSTANCE_ID, "Attributes": {"AWS_INSTANCE_IPV4": world.private_ip}}]
     (event,) = world.events()
@@ -426,7 +442,16 @@ def _assert_ansible_was_given_this_host(world: World, playbook: dict[str, Any], 
     assert variables["redis_allowed_cidrs"] == [*VPC_CIDRS, "172.16.0.0/12"]
     assert variables["monitoring_addresses"] == variables["redis_monitoring_addresses"] == monitors
     assert variables["admin_cidrs"] == ["192.0.2.0/24"]
-    assert variables["redis_data_dir"] == str(world.data_dir)
+    assert variables["redis_data_mount"] == str(world.data_mount)
+    assert variables["redis_data_dir"] == str(world.data_mount / "redis")
+    monitoring_state = {key: variables.get(key) for key in ("prometheus_storage_path", "alertmanager_storage_path")}
+    if monitors == [world.private_ip]:  # it monitors itself: that state outlives it, on the volume beside Redis's
+        assert monitoring_state == {
+            "prometheus_storage_path": str(world.data_mount / "prometheus"),
+            "alertmanager_storage_path": str(world.data_mount / "alertmanager"),
+        }
+    else:
+        assert monitoring_state == {"prometheus_storage_path": None, "alertmanager_storage_path": None}
     assert variables["spot_host_enabled"] is True
     assert not set(SECRET_VARS) & set(variables)
 
@@ -450,7 +475,7 @@ def test_a_volume_with_a_file_system_is_never_formatted(world: World) -> None:
 
     assert "mkfs.ext4" not in world.run.names()
     assert decision.dataset == Dataset.CRASH  # data, and no clean-stop marker
-    assert f"UUID={UUID} {world.data_dir} ext4 defaults,noatime,nofail 0 2" in world.paths.fstab.read_text()
+    assert f"UUID={UUID} {world.data_mount} ext4 defaults,noatime,nofail 0 2" in world.paths.fstab.read_text()
     assert [event["detail"]["dataset"] for event in world.events()] == ["crash"]
 
 
@@ -506,6 +531,25 @@ def test_a_replacement_waits_for_its_predecessor_to_let_go(world: World, clean_s
         assert "saved-at" not in detail and "marker-instance-id" not in detail
 
 
+@pytest.mark.parametrize("clean_stop", [True, False], ids=["marker", "no-marker"])
+def test_a_volume_of_the_first_layout_is_moved_in_place_before_the_dataset_is_read(
+    world: World, clean_stop: bool
+) -> None:
+    """Redis's files at the volume's root (the layout before Prometheus's and Alertmanager's state joined them)."""
+    world.run.fs_type = "ext4"
+    world.redis_data(world.data_mount)
+    marker = dataset.write_marker(world.data_mount, "i-0predecessor00000", keys=7) if clean_stop else None
+    before = dataset.data_files(world.data_mount)
+
+    decision = world.boot().boot()
+
+    assert sorted(path.name for path in world.data_mount.iterdir()) == ["redis"]
+    assert dataset.data_files(world.data_dir) == before  # the same files, sizes and times: renamed, not copied
+    assert decision.dataset == (Dataset.COMPLETE if clean_stop else Dataset.CRASH)
+    assert decision.marker == marker
+    assert world.run.names().index("ansible-playbook") > world.run.names().index("mount")
+
+
 # --- running it again -------------------------------------------------------------------------------------------------
 
 
@@ -531,7 +575,7 @@ def test_a_second_boot_on_the_same_instance_changes_nothing_it_did(world: World,
     assert world.run.names().count("mount") == 1
     assert world.run.names().count("pip") == 1  # ansible-core is installed once
     assert world.run.names().count("ansible-playbook") == 2
-    assert world.paths.fstab.read_text().count(str(world.data_dir)) == 1
+    assert world.paths.fstab.read_text().count(str(world.data_mount)) == 1
     assert {record["Attributes"]["AWS_INSTANCE_IPV4"] for record in world.registered()} == {world.private_ip}
     events = world.events()
     details = [_host_ready(event, world, expected) for event in events]

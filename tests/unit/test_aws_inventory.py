@@ -136,7 +136,10 @@ def test_hostvars_reach_the_host_through_session_manager(ec2, hosts, capsys):
         # From the host's own user data: what it booted with.
         "admin_cidrs": ["203.0.113.0/24"],
         "spot_redis_extra_allowed_cidrs": ["192.168.10.0/24"],
-        "redis_data_dir": "/srv/redis",
+        "redis_data_mount": "/srv/redis",
+        "redis_data_dir": "/srv/redis/redis",
+        "prometheus_storage_path": "/srv/redis/prometheus",
+        "alertmanager_storage_path": "/srv/redis/alertmanager",
         "spot_redis_stack": "staging",
         "spot_redis_region": REGION,
         "spot_redis_parameter_prefix": "/spot-redis/staging",
@@ -301,7 +304,10 @@ def test_group_vars_read_the_secrets_from_ssm_and_mirror_the_boot(ansible_env, l
         "monitoring_addresses",
         "admin_cidrs",
         "private_address",
+        "redis_data_mount",
         "redis_data_dir",
+        "prometheus_storage_path",
+        "alertmanager_storage_path",
         "spot_host_enabled",
     ]
     message = "{{ {" + ", ".join(f"'{name}': {name}" for name in wanted) + "} | to_json }}"
@@ -322,7 +328,11 @@ def test_group_vars_read_the_secrets_from_ssm_and_mirror_the_boot(ansible_env, l
     assert values["monitoring_addresses"] == [values["private_address"]]
     assert values["redis_monitoring_addresses"] == [values["private_address"]]
     assert values["admin_cidrs"] == ["203.0.113.0/24"]
-    assert values["redis_data_dir"] == "/srv/redis"
+    # The data volume's layout, as the host's boot gives it to the host that monitors itself.
+    assert values["redis_data_mount"] == "/srv/redis"
+    assert values["redis_data_dir"] == "/srv/redis/redis"
+    assert values["prometheus_storage_path"] == "/srv/redis/prometheus"
+    assert values["alertmanager_storage_path"] == "/srv/redis/alertmanager"
     assert values["spot_host_enabled"] is True, "a push keeps the watcher the boot installed"
     calls = aws_log.read_text().splitlines()
     assert calls

@@ -6,8 +6,11 @@ from pathlib import Path
 import yaml
 
 from lab import topology
+from lab.topology import NODES, node
+from spot_redis.agent import layout
 
-INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
+REPO = Path(__file__).resolve().parents[2]
+INVENTORIES = REPO / "inventories"
 
 
 def inventory_hosts(name: str) -> dict[str, dict]:
@@ -57,3 +60,19 @@ def test_allow_list_admits_the_client_and_not_the_outsider():
 def test_interface_names_fit_the_kernel_limit():
     assert all(len(node.veth) <= 15 for node in topology.NODES)
     assert len(topology.BRIDGE) <= 15
+
+
+def test_the_single_host_keeps_its_monitoring_state_where_the_layout_says():
+    """solo-1 monitors itself: its inventory names the layout's directories on its data mount, as the agent would."""
+    host_vars = yaml.safe_load((INVENTORIES / "lab-solo" / "host_vars" / "solo-1.yml").read_text())
+    mount = node("solo-1").data_mount
+    assert host_vars == {
+        "prometheus_storage_path": str(layout.prometheus_dir(mount)),
+        "alertmanager_storage_path": str(layout.alertmanager_dir(mount)),
+    }
+
+
+def test_the_redis_role_defaults_to_the_layout_redis_directory():
+    defaults = yaml.safe_load((REPO / "ansible/roles/redis/defaults/main.yml").read_text())
+    assert defaults["redis_data_dir"] == "{{ redis_data_mount }}/" + layout.REDIS_DIR
+    assert all(n.data_mount == defaults["redis_data_mount"] for n in NODES if n.data_mount)

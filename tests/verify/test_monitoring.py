@@ -131,3 +131,49 @@ def test_prometheus_sends_alerts_to_alertmanager(prometheus, listen_address):
     active = [a["url"] for a in prometheus("/api/v1/alertmanagers")["data"]["activeAlertmanagers"]]
     assert active, "Prometheus knows no Alertmanager"
     assert url(address, port, "/api/v2/alerts") in active
+
+
+def running_flag(host, service: str, flag: str) -> str:
+    """The value of --flag=value on the running service's command line."""
+    pid = host.check_output(f"systemctl show --property=MainPID --value {service}")
+    args = host.file(f"/proc/{pid}/cmdline").content_string.split("\0")
+    values = [arg.removeprefix(f"{flag}=") for arg in args if arg.startswith(f"{flag}=")]
+    assert len(values) == 1, f"{service} runs without one {flag}: {args}"
+    return values[0]
+
+
+def redis_data_mount(host, as_root) -> str | None:
+    """The mount point of the data volume Redis writes to on this host, if Redis runs here on one."""
+    with as_root():
+        if not host.file("/etc/redis/redis.conf").exists:
+            return None
+        conf = host.file("/etc/redis/redis.conf").content_string
+    redis_dir = next(line.split()[1].strip('"') for line in conf.splitlines() if line.startswith("dir "))
+    mount = host.check_output(f"findmnt --noheadings --output TARGET --target {redis_dir}")
+    return None if mount == "/" else mount
+
+
+@pytest.mark.parametrize(
+    "service, flag, directory",
+    [
+        ("prometheus", "--storage.tsdb.path", "prometheus"),
+        ("prometheus-alertmanager", "--storage.path", "alertmanager"),
+    ],
+)
+def test_state_is_on_the_data_volume_beside_redis_where_there_is_one(
+    host, as_root, owner_group_mode, service, flag, directory
+):
+    """On the stack's host (Redis on a data volume, and its monitoring), the history and alert state outlive the host:
+    <mount>/prometheus and <mount>/alertmanager beside <mount>/redis. Elsewhere they stay where Debian puts them."""
+    path = running_flag(host, service, flag)
+    assert owner_group_mode(path) == ("prometheus", "prometheus", 0o750)
+    mount = redis_data_mount(host, as_root)
+    if mount is None:
+        assert host.check_output(f"findmnt --noheadings --output TARGET --target {path}") == "/"
+        return
+    assert path == f"{mount}/{directory}"
+    assert host.check_output(f"findmnt --noheadings --output TARGET --target {path}") == mount
+
+
+def test_prometheus_keeps_a_size_based_retention(host):
+    assert running_flag(host, "prometheus", "--storage.tsdb.retention.size").removesuffix("B")[:-1].isdigit()

@@ -95,12 +95,20 @@ def test_unauthenticated_client_is_refused(host, as_root):
     assert "NOAUTH" in host.run(f"redis-cli -h 127.0.0.1 -p {port} GET anything").stdout
 
 
-def test_data_directory_is_its_own_mount_point_owned_by_redis(host, as_root):
+def test_data_directory_is_the_redis_directory_of_the_data_volume(host, as_root):
+    """<mount>/redis, owned by Redis, on a volume whose root anyone may cross (Prometheus and Alertmanager keep their
+    state beside it) and holds no Redis file of its own (a volume of the first layout was moved in place)."""
     data_dir = config_values(host, as_root, "dir")[0].strip('"')
-    assert host.mount_point(data_dir).exists
+    mount = data_dir.rsplit("/", 1)[0]
+    assert data_dir == f"{mount}/redis"
+    assert host.mount_point(mount).exists
     with as_root():
         d = host.file(data_dir)
         assert (d.user, d.group, d.mode) == ("redis", "redis", 0o750)
+        root = host.file(mount)
+        assert (root.user, root.group, root.mode) == ("root", "root", 0o755)
+        at_the_root = set(host.check_output(f"ls -A {mount}").split())
+    assert not at_the_root & {"dump.rdb", "appendonlydir", ".spot-redis-clean-stop.json"}, at_the_root
 
 
 def test_running_persistence_is_the_configured_one(host, as_root):
