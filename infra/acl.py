@@ -3,7 +3,7 @@
 One source: the application's rules are the redis role's ``redis_app_acl_rules``
 (ansible/roles/redis/defaults/main.yml), read from there; the admin's and ``default``'s rules are those the role's
 users.acl.j2 writes (a test renders the template and compares every user's rules with these,
-tests/unit/test_infra_serverless.py). The monitor user is the host's exporter's: a serverless cache has no exporter,
+tests/unit/infra/test_serverless.py). The monitor user is the host's exporter's: a serverless cache has no exporter,
 so it has no monitor user.
 
 Pure: no Pulumi, no AWS.

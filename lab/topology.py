@@ -1,6 +1,6 @@
 """What the lab is made of: its subnet, hosts and client namespaces.
 
-inventories/lab/ and inventories/lab-solo/ name the same hosts and addresses; tests/unit/test_lab_topology.py
+inventories/lab/ and inventories/lab-solo/ name the same hosts and addresses; tests/unit/lab/test_topology.py
 keeps them in step.
 """
 

@@ -4,7 +4,7 @@ Spot capacity (the on-demand fallback switches the group) and which need a perso
 The input is ``detail.StatusMessage`` of "EC2 Instance Launch Unsuccessful", the scaling activity's status message:
 ``Could not launch Spot Instances. <EC2 error code> - <EC2's message>. Launching EC2 instance failed.``, or EC2's
 message alone (``There is no Spot capacity available that matches your request. Launching EC2 instance failed.``, as
-AWS's troubleshooting guide lists it). tests/unit/test_lambda_capacity.py classifies real messages of each kind, each
+AWS's troubleshooting guide lists it). tests/unit/lambdas/test_capacity.py classifies real messages of each kind, each
 with where it was seen.
 
 - No Spot capacity: the EC2 error codes InsufficientInstanceCapacity, UnfulfillableCapacity (EC2's error reference:

@@ -1,7 +1,7 @@
 """What an instance type costs per hour, on-demand and on Spot: a TABLE, not live prices.
 
 The capacity function uses it to say what the on-demand fallback costs more than Spot. Its figures are those of
-spot_redis/cost/prices.json (the Lambda's zip cannot read that file): change both, tests/unit/test_cost_prices.py
+spot_redis/cost/prices.json (the Lambda's zip cannot read that file): change both, tests/unit/cost/test_prices.py
 checks that they agree.
 
 - Region ap-northeast-1 (the example stack's), Linux, USD per instance-hour, compiled 2026-12-05, m6g.medium and

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from spot_redis.dashboards.panels import HOST, Query, Row, build, graph
 
-# The file systems the disk alert rules watch; tests/unit/test_dashboards.py keeps this equal to the rules' selector.
+# The file systems the disk alert rules watch; tests/unit/dashboards/test_dashboards.py keeps this equal to the
+# rules' selector.
 FILESYSTEMS = 'fstype!~"tmpfs|ramfs|overlay|squashfs"'
 FS = f"{HOST}, {FILESYSTEMS}"
 MOUNT_LEGEND = "{{host}} {{mountpoint}}"

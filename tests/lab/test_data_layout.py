@@ -1,7 +1,7 @@
 """A data volume of the first layout (it was Redis's `dir`: Redis's files at its root) is moved in place by a push of
 the redis role (solo-1, converged by inventories/lab-solo): the keys saved before are served after, nothing but the
 layout's directories is left at the root, and a second converge changes nothing. (The host agent's own move, at
-boot, is tested in tests/unit/test_agent_boot.py and tests/unit/test_agent_layout.py.)"""
+boot, is tested in tests/unit/agent/test_boot.py and tests/unit/agent/test_layout.py.)"""
 
 import uuid
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-ROLES = Path(__file__).resolve().parents[2] / "ansible" / "roles"
+ROLES = Path(__file__).resolve().parents[3] / "ansible" / "roles"
 
 
 def defaults(role: str) -> dict:

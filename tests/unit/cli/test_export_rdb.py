@@ -21,8 +21,8 @@ from moto import mock_aws
 
 from spot_redis.cli import export_rdb
 from tests.unit import lambda_support as support
+from tests.unit.cli.test_commands import NOW, FakeTime, run, start_host, world  # noqa: F401 - the fixture
 from tests.unit.iam_lint import parliament_findings
-from tests.unit.test_cli_commands import NOW, FakeTime, run, start_host, world  # noqa: F401 - the fixture
 
 RDB = b"REDIS0010\xfa\x09redis-ver\x067.0.15" + b"\x00" * 64
 ACCOUNT = "123456789012"  # moto's

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ROLES_DIR = ROOT / "ansible/roles"
 # A role with either file; one whose name starts with "_" is a shared piece, not a role a play names.
 ROLES = sorted(

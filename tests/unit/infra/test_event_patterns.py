@@ -34,8 +34,8 @@ from infra.event_patterns import (
 )
 from spot_redis.events import ALL_EVENTS, HOST_DRAINED, HOST_READY, SOURCE, WARMUP_FINISHED, Dataset
 
-REPO = Path(__file__).resolve().parents[2]
-COMMITTED_EVENTS = Path(__file__).resolve().parent / "events"
+REPO = Path(__file__).resolve().parents[3]
+COMMITTED_EVENTS = Path(__file__).resolve().parents[1] / "events"
 OWN_EVENTS = COMMITTED_EVENTS / "own"  # shapes the upstream samples lack, written from AWS's documentation
 
 REGION = "ap-northeast-1"

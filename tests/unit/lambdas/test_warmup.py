@@ -24,7 +24,7 @@ from moto import mock_aws
 
 from spot_redis.events import HOST_READY, SOURCE, WARMUP_DATASETS, WARMUP_FINISHED, WARMUP_STARTED, Dataset
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LAMBDAS = REPO / "lambdas"
 for folder in (LAMBDAS, LAMBDAS / "warmup"):
     if str(folder) not in sys.path:

@@ -13,7 +13,7 @@ from spot_redis.cli import main
 from spot_redis.cli.context import Stack
 from spot_redis.events import SOURCE, WARMUP_REQUESTED, WARMUP_STARTED
 from tests.unit import lambda_support as support
-from tests.unit.test_lambda_contract import WarmupWorld, as_delivered, env, warmup_world  # noqa: F401 - fixtures
+from tests.unit.lambdas.test_contract import WarmupWorld, as_delivered, env, warmup_world  # noqa: F401 - fixtures
 
 NOW = datetime.datetime(2026, 12, 7, 1, 0, tzinfo=datetime.UTC)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-_DIR = Path(__file__).resolve().parents[2] / "ansible" / "filter_plugins"
-RULES = Path(__file__).resolve().parents[2] / "ansible/roles/prometheus/files/rules/spot-redis.rules.yml"
+_DIR = Path(__file__).resolve().parents[3] / "ansible" / "filter_plugins"
+RULES = Path(__file__).resolve().parents[3] / "ansible/roles/prometheus/files/rules/spot-redis.rules.yml"
 
 
 def _load(name):

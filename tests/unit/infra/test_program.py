@@ -164,7 +164,7 @@ def test_user_data_bootstraps_the_host_with_the_stacks_settings(run):
         "10.99.0.0/24",
     ):
         assert setting in script, setting
-    # A shim that hands over to the host agent, which does the rest (tests/unit/test_agent_boot.py).
+    # A shim that hands over to the host agent, which does the rest (tests/unit/agent/test_boot.py).
     assert "python3 -m spot_redis.agent boot" in script
     assert len(script.splitlines()) < 80
 
@@ -472,7 +472,7 @@ def test_lambdas_get_their_configuration_from_the_environment(run):
     for function in (notify, warmup):
         assert function["handler"] == "app.handler"
         assert function["architectures"] == ["arm64"]
-        assert not function.get("layers"), "Powertools is in the zip (test_infra_lambda_bundle.py)"
+        assert not function.get("layers"), "Powertools is in the zip (tests/unit/infra/test_lambda_bundle.py)"
         assert function["loggingConfig"]["logGroup"] == f"/aws/lambda/{function['name']}"
 
 

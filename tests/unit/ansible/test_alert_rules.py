@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RULE_FILE = ROOT / "ansible/roles/prometheus/files/rules/spot-redis.rules.yml"
 TEST_DIR = ROOT / "tests/alert_rules"
 TEST_FILES = sorted(TEST_DIR.glob("*.test.yml"))

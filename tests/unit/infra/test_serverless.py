@@ -19,10 +19,10 @@ from infra.preflight import PreflightError
 from infra.serverless import alarm_thresholds
 from spot_redis.events import CACHE_ALARMS
 from tests.unit.iam_lint import parliament_findings
+from tests.unit.infra.test_policies import accepts_tags
 from tests.unit.pulumi_harness import ACCOUNT, STACK, Account, Run, example_config, run_program
-from tests.unit.test_infra_policies import accepts_tags
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "ansible" / "roles" / "redis"
 SECOND_SUBNET = "subnet-0b1b2c3d4e5f60718"
 CACHE_SUBNETS = ["subnet-0a1b2c3d4e5f60718", SECOND_SUBNET]

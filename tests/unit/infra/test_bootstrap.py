@@ -1,6 +1,6 @@
 """infra/bootstrap.py: the user data (the settings, then the shim infra/host/user-data.sh) and the bundle.
 
-What the host then does is the host agent's (tests/unit/test_agent_boot.py); the shim itself runs for real in the
+What the host then does is the host agent's (tests/unit/agent/test_boot.py); the shim itself runs for real in the
 lab (tests/lab/test_agent.py).
 """
 
@@ -33,7 +33,7 @@ from infra.bootstrap import (
 )
 from spot_redis.events import BOOTSTRAP_FAILED, SOURCE
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIM = REPO / "infra" / "host" / "user-data.sh"
 SECRET_WORDS = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK|HEARTBEAT|CREDENTIAL|PRIVATE", re.IGNORECASE)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from lambda_support import EVENTS
-
 from lab import drill, topology
+from tests.unit.lambda_support import EVENTS
 
 
 class RecordingEvents:

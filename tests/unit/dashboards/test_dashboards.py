@@ -22,9 +22,9 @@ from spot_redis.dashboards.catalog import (
     write,
 )
 from tests.lab.test_dashboards import problem  # the lab test's check itself, shown to fail where it should
-from tests.unit.test_alert_rules import RULE_FILE, promtool  # noqa: F401 (promtool is a fixture)
+from tests.unit.ansible.test_alert_rules import RULE_FILE, promtool  # noqa: F401 (promtool is a fixture)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = ROOT / "dashboards"
 PROMETHEUS_CONFIG = ROOT / "ansible/roles/prometheus/templates/prometheus.yml.j2"
 MODELS = {name: build() for name, build in DASHBOARDS.items()}

@@ -9,7 +9,7 @@ file that git does not ignore counts too: it is about to be committed).
   Links with a scheme (https:, mailto:) are the web's, not checked here.
 - File paths in backticks in the Markdown (`infra/config.py`), and file paths under the top folders in the comments
   and docstrings of the code and configuration: they name a tracked file. A path with a placeholder or a glob
-  (`Pulumi.<stack>.yaml`, `tests/unit/test_agent_*.py`) names no one file and is passed over. A path that does not
+  (`Pulumi.<stack>.yaml`, `tests/unit/agent/test_*.py`) names no one file and is passed over. A path that does not
   start with a top folder (`defaults/main.yml`, said of a role) may be relative to the file that names it, or to a
   folder: it needs only to end a tracked path.
 - Nothing points at notes kept outside the repository (`../shared`, a `DESIGN.md`).
@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # The repository's own top-level folders: a path that starts with one of them is the repository's.
 TOP_FOLDERS = ("infra", "lambdas", "ansible", "lab", "spot_redis", "tests", "docs", "inventories", "tools")
@@ -49,7 +49,7 @@ CODE_PATH = re.compile(rf"(?<![\w./-])((?:{_TOP})/[\w.+/-]*?\.(?:{_EXTENSIONS}))
 OUTSIDE = re.compile(r"\.\./shared\b|/work/shared\b|DESIGN\.md")
 # Files that may name such a place: this one, and the test that compares tests/unit/events with the upstream samples
 # where a machine has them (it skips where it does not; the committed copies are what every other test reads).
-MAY_POINT_OUTSIDE = {"tests/unit/test_doc_links.py"}
+MAY_POINT_OUTSIDE = {"tests/unit/docs/test_links.py"}
 
 
 @cache

@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from infra.bootstrap import HostSettings, render_user_data
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 INVENTORY_DIR = REPO / "inventories" / "aws"
 SCRIPT = INVENTORY_DIR / "spot_redis.py"
 REGION = "ap-northeast-1"

@@ -9,7 +9,7 @@ from lab import topology
 from lab.topology import NODES, node
 from spot_redis.agent import layout
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 INVENTORIES = REPO / "inventories"
 
 

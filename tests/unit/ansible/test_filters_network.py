@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "ansible" / "filter_plugins" / "network.py"
+_PATH = Path(__file__).resolve().parents[3] / "ansible" / "filter_plugins" / "network.py"
 
 
 def _load(name="spot_redis_network_filters"):

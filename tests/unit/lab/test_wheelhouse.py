@@ -16,7 +16,7 @@ import pytest
 
 from lab.wheelhouse import TARGET_ABI, TARGET_PYTHON, ensure_wheelhouse, make_server, target_platforms
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # A stand-in for pip: records its arguments, and puts a wheel in --dest (or fails, when told to).
 FAKE_PIP = """#!/bin/sh

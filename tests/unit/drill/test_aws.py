@@ -353,7 +353,7 @@ def test_a_write_from_the_old_address_after_the_volume_left_is_not_the_replaceme
 def test_warmup_tasks_started_by_the_replacement_are_counted(stack: Stack, tmp_path: Path) -> None:
     ecs = stack.clients.ecs
     ecs.create_cluster(clusterName=CLUSTER)
-    # Not awsvpc: moto 5.2.5 cannot create a task's ENI (see tests/unit/test_lambda_warmup.py).
+    # Not awsvpc: moto 5.2.5 cannot create a task's ENI (see tests/unit/lambdas/test_warmup.py).
     ecs.register_task_definition(
         family="warmup", networkMode="bridge", containerDefinitions=[{"name": "warmup", "image": "w", "memory": 512}]
     )

@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from lab.aws_api import SPOT_RECLAIM_TAG, register_replaces, spot_reclaims, url_of, wait_until_up
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def start_moto(address: str, port: int):
