@@ -66,6 +66,7 @@ class StackConfig:
     warmup_image_tag: str
     on_demand_fallback: bool  # a Spot launch that fails for lack of capacity switches the group to on-demand
     warmup_public_ip: bool  # the warm-up task gets a public address (a public subnet without NAT needs it)
+    redis_legacy_auth: bool  # `AUTH <app password>` (no user name) logs in with the app user's rights
 
     @property
     def tag(self) -> dict[str, str]:
@@ -115,6 +116,7 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
         warmup_image_tag=reader.string("warmupImageTag", default="latest"),
         on_demand_fallback=reader.boolean("onDemandFallback", default=True),
         warmup_public_ip=reader.boolean("warmupPublicIp", default=True),
+        redis_legacy_auth=reader.boolean("redisLegacyAuth", default=False),
     )
     if not config.redis_allowed_cidrs and not config.redis_allowed_security_group_ids:
         raise ConfigError(
@@ -199,6 +201,7 @@ KNOWN_KEYS = (
     "warmupImageTag",
     "onDemandFallback",
     "warmupPublicIp",
+    "redisLegacyAuth",
 )
 
 

@@ -359,6 +359,7 @@ class Boot:
             "redis_allowed_cidrs": allowed,
             "redis_monitoring_addresses": monitors,
             "redis_data_dir": settings.data_mount,
+            "redis_legacy_auth": settings.redis_legacy_auth,
             "spot_host_enabled": True,
             **self.ansible_vars,
         }

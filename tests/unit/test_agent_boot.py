@@ -428,7 +428,15 @@ def _assert_ansible_was_given_this_host(world: World, playbook: dict[str, Any], 
     assert variables["admin_cidrs"] == ["192.0.2.0/24"]
     assert variables["redis_data_dir"] == str(world.data_dir)
     assert variables["spot_host_enabled"] is True
+    assert variables["redis_legacy_auth"] is world.settings().redis_legacy_auth
     assert not set(SECRET_VARS) & set(variables)
+
+
+def test_password_only_clients_setting_becomes_the_redis_roles_variable(world: World) -> None:
+    world.boot(world.settings(redis_legacy_auth=True)).boot()
+
+    (playbook,) = world.run.playbooks
+    assert playbook["inventory"]["all"]["vars"]["redis_legacy_auth"] is True
 
 
 def test_with_monitoring_elsewhere_the_host_is_in_the_redis_group_only(world: World) -> None:
