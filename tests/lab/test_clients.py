@@ -214,7 +214,7 @@ def acl_rules(admin, user: str) -> list[str]:
 
 
 def test_password_only_client_gets_exactly_the_app_users_rights_with_legacy_auth(
-    converge_with, password_only, as_app, lab, admin
+    converge_with, password_only, as_app, lab, admin, client
 ):
     app_rules = acl_rules(admin, lab["REDIS_APP_USER"])
     others = {user: acl_rules(admin, user) for user in (lab["REDIS_ADMIN_USER"], lab["REDIS_MONITOR_USER"])}
@@ -226,6 +226,7 @@ def test_password_only_client_gets_exactly_the_app_users_rights_with_legacy_auth
         assert_denied_but_connected(result["denied"])
         assert password_only.ok([*PHP, "session", session_id()])["wrote"] == 1
         assert as_app.ok([*PHP, "cache"])["get"] == "cached value", "AUTH <user> <password> still works"
+        assert "NOAUTH" in client("PING").stdout, "a connection without AUTH is still refused"
         assert {user: acl_rules(admin, user) for user in others} == others, "admin and monitor unchanged"
     assert "off" in admin("ACL", "GETUSER", "default").stdout.split()
     assert password_only.run([*PHP, "cache"])[0] == 1, "off again once the setting is back to false"
