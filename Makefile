@@ -4,7 +4,9 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-HOST_PACKAGES := python3-venv debootstrap systemd-container e2fsprogs mount openssh-client openssl iproute2 redis-tools
+# php-cli and php-redis: the PHP client (phpredis) that tests/lab/test_clients.py runs from the lab's client namespace.
+HOST_PACKAGES := python3-venv debootstrap systemd-container e2fsprogs mount openssh-client openssl iproute2 redis-tools \
+  php-cli php-redis
 LAB_INVENTORY := inventories/lab
 
 .PHONY: lab lab-up converge verify drill bench bench-alerts lab-down test unit lab-test lint host-packages dashboards

@@ -113,6 +113,7 @@ class SpotHost(Concern):
             ansible_core_version=ansible_core_pin((repo_root / "requirements.txt").read_text()),
             admin_cidrs=config.admin_cidrs,
             redis_allowed_cidrs=config.redis_allowed_cidrs,
+            redis_legacy_auth=config.redis_legacy_auth,
         )
         self.user_data = settings.apply(render_user_data)
         self._launch_template(name, security_group_id)

@@ -51,6 +51,7 @@ ENGINE_KEYS = {
         "keyName",
         "onDemandFallback",
         "hostPublicIp",
+        "redisLegacyAuth",  # the serverless cache's `default` user stays off
     ),
     VALKEY_SERVERLESS: (
         "cacheSubnetIds",
@@ -115,6 +116,7 @@ class StackConfig:
     warmup_public_ip: bool  # the warm-up task gets a public address (a public subnet without NAT needs it)
     host_public_ip: bool  # the host gets a public address (the same; about $3.6 a month when always on)
     existing_namespace: bool  # `namespace` exists already (shared): add the service to it, do not create it
+    redis_legacy_auth: bool  # `AUTH <app password>` (no user name) logs in with the app user's rights
     engine: str = SPOT_HOST  # what serves Redis: ENGINES
     cache: CacheSettings | None = None  # the valkey-serverless engine's settings; None for spot-host
 
@@ -177,6 +179,7 @@ def parse_config(values: Mapping[str, Any], *, stack: str, region: str | None) -
         warmup_public_ip=reader.boolean("warmupPublicIp", default=True),
         host_public_ip=False if serverless else reader.boolean("hostPublicIp", default=True),
         existing_namespace=reader.boolean("existingNamespace", default=False),
+        redis_legacy_auth=False if serverless else reader.boolean("redisLegacyAuth", default=False),
         engine=engine,
         cache=_cache_settings(reader) if serverless else None,
     )
@@ -322,6 +325,7 @@ KNOWN_KEYS = (
     "warmupImageTag",
     "onDemandFallback",
     "warmupPublicIp",
+    "redisLegacyAuth",
     "hostPublicIp",
     "existingNamespace",
     *ENGINE_KEYS[VALKEY_SERVERLESS],

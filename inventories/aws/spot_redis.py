@@ -7,9 +7,9 @@ Lists the RUNNING EC2 instances tagged spot-redis:stack=<SPOT_REDIS_STACK>, each
 monitoring (the AWS layout: one host runs Redis and its monitoring), named by instance id. Ansible and testinfra
 SSH to them as `admin` through `aws ssm start-session` (no SSH port is open anywhere).
 
-Each host's settings (admin_cidrs, the data volume's paths, the SSM parameter prefix) are read from its own user data,
-the settings it booted with (infra/bootstrap.py writes them there), so that a push renders the same
-configuration as the host's own boot. Nothing secret is printed: the secrets are looked up at run time by
+Each host's settings (admin_cidrs, redis_legacy_auth, the data volume's paths, the SSM parameter prefix) are read
+from its own user data, the settings it booted with (infra/bootstrap.py writes them there), so that a push renders the
+same configuration as the host's own boot. Nothing secret is printed: the secrets are looked up at run time by
 group_vars (aws ssm get-parameter).
 """
 
@@ -26,8 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from infra.bootstrap import decode_user_data, parse_user_data
 from spot_redis.agent import layout
+from spot_redis.agent.settings import ENV_PREFIX, parse_flag
 
 STACK_TAG = "spot-redis:stack"
+LEGACY_AUTH = ENV_PREFIX + "REDIS_LEGACY_AUTH"  # HostSettings.redis_legacy_auth
 GROUPS = ("redis", "monitoring")
 
 
@@ -94,6 +96,7 @@ def host_vars(ec2, instance: dict, stack: str, region: str, vpc_cache: dict[str,
         "spot_redis_extra_allowed_cidrs": _split(settings.get("SPOT_REDIS_REDIS_ALLOWED_CIDRS", "")),
         # The data volume: Redis's directory, and, the host monitoring itself, Prometheus's and Alertmanager's.
         **data_volume_vars(settings.get("SPOT_REDIS_DATA_MOUNT", "/srv/redis")),
+        "redis_legacy_auth": parse_flag(LEGACY_AUTH, settings.get(LEGACY_AUTH, "false")),
         "spot_redis_stack": stack,
         "spot_redis_region": region,
         "spot_redis_parameter_prefix": settings.get("SPOT_REDIS_PARAMETER_PREFIX", f"/spot-redis/{stack}"),

@@ -375,6 +375,7 @@ class Boot:
             "redis_monitoring_addresses": monitors,
             "redis_data_mount": settings.data_mount,
             "redis_data_dir": str(layout.redis_dir(settings.data_mount)),
+            "redis_legacy_auth": settings.redis_legacy_auth,
             "spot_host_enabled": True,
         }
         if not settings.monitoring_addresses:

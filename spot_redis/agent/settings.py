@@ -48,10 +48,17 @@ class HostSettings:
     redis_allowed_cidrs: tuple[str, ...] = ()
     # Where Prometheus scrapes this host from. Empty: the host runs its own monitoring (the cheapest layout).
     monitoring_addresses: tuple[str, ...] = ()
+    # The redis role's redis_legacy_auth: `AUTH <app password>` logs in as the app user would (the stack's
+    # spot-redis:redisLegacyAuth).
+    redis_legacy_auth: bool = False
 
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
+            if field.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"HostSettings.{field.name} must be true or false, got {value!r}")
+                continue
             values = value if isinstance(value, tuple) else (value,)
             for item in values:
                 if not isinstance(item, str):
@@ -80,12 +87,8 @@ class HostSettings:
                 raise ValueError(f"monitoring_addresses: {address!r} is not an IP address") from None
 
     def environment(self) -> dict[str, str]:
-        """The settings as SPOT_REDIS_* variables (lists joined with commas)."""
-        return {
-            ENV_PREFIX + field.name.upper(): ",".join(value) if isinstance(value, tuple) else value
-            for field in fields(self)
-            for value in (getattr(self, field.name),)
-        }
+        """The settings as SPOT_REDIS_* variables (lists joined with commas, flags as true or false)."""
+        return {ENV_PREFIX + field.name.upper(): _text(getattr(self, field.name)) for field in fields(self)}
 
     def env_file(self) -> str:
         """host.env's text: one shell-quoted SPOT_REDIS_*=value line per setting."""
@@ -102,8 +105,12 @@ class HostSettings:
                 values[field.name] = field.default
                 continue
             text = variables[name]
-            is_list = field.type == "tuple[str, ...]"
-            values[field.name] = tuple(item for item in text.split(",") if item) if is_list else text
+            if field.type == "bool":
+                values[field.name] = parse_flag(name, text)
+            elif field.type == "tuple[str, ...]":
+                values[field.name] = tuple(item for item in text.split(",") if item)
+            else:
+                values[field.name] = text
         return cls(**values)
 
     @classmethod
@@ -125,6 +132,19 @@ def parse_env_lines(text: str) -> dict[str, str]:
             words = shlex.split(value)
             settings[name] = words[0] if words else ""
     return settings
+
+
+def parse_flag(name: str, text: str) -> bool:
+    """A flag setting as HostSettings writes it: exactly `true` or `false`."""
+    if text not in ("true", "false"):
+        raise ValueError(f"{name} must be true or false, got {text!r}")
+    return text == "true"
+
+
+def _text(value: str | bool | tuple[str, ...]) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return ",".join(value) if isinstance(value, tuple) else value
 
 
 def _check_cidr(name: str, cidr: str) -> None:

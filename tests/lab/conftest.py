@@ -26,11 +26,18 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path.name == DRILL_TESTS)
 
 
+class LabEnv(dict):
+    """.lab/env, which pytest shows among a failing test's arguments: its passwords are never shown."""
+
+    def __repr__(self) -> str:
+        return repr({key: "<hidden>" if "PASSWORD" in key else value for key, value in self.items()})
+
+
 @pytest.fixture(scope="session")
 def lab() -> dict[str, str]:
     if not (control.STATE / "env").exists():
         pytest.fail(f"{control.STATE / 'env'} is missing: run `make lab` first")
-    return control.read_env()
+    return LabEnv(control.read_env())
 
 
 @dataclass

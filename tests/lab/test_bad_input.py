@@ -26,6 +26,7 @@ BAD_VALUES = {
     "empty bind list": ("redis-1", "redis_bind_addresses", []),
     "wildcard bind": ("redis-1", "redis_bind_addresses", ["127.0.0.1", "0:0::0"]),
     "short password": ("redis-1", "redis_app_password", "only-15-chars!!"),
+    "legacy auth neither on nor off": ("redis-1", "redis_legacy_auth", "sometimes"),
     "allow-list entry that is not a CIDR": ("redis-1", "redis_allowed_cidrs", ["10.213.37.51/32", "10.213.37.300/24"]),
     "allow-list entry without a prefix": ("redis-1", "redis_allowed_cidrs", ["10.213.37.51"]),
     "allow-list open to the world": ("redis-1", "redis_allowed_cidrs", ["0.0.0.0/0"]),

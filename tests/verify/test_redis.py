@@ -83,11 +83,14 @@ def test_protected_mode_is_on(host, as_root):
     assert admin_cli(host, as_root, "CONFIG", "GET", "protected-mode").split() == ["protected-mode", "yes"]
 
 
-def test_default_user_is_off_and_named_users_exist(host, as_root):
-    users = {line.split()[1]: line.split() for line in admin_cli(host, as_root, "ACL", "LIST").splitlines()}
-    assert "off" in users["default"]
+def test_default_user_is_off_or_the_app_users_twin_and_named_users_exist(host, as_root):
+    """`default` is off, or (redis_legacy_auth) has exactly the password and rules of a user without @admin."""
+    users = {line.split()[1]: line.split()[2:] for line in admin_cli(host, as_root, "ACL", "LIST").splitlines()}
     named = {name for name, rule in users.items() if name != "default" and "on" in rule}
     assert len(named) >= 3, f"expected admin, application and monitoring users, got {sorted(named)}"
+    if "off" not in users["default"]:
+        twins = [name for name in named if sorted(users[name]) == sorted(users["default"])]
+        assert twins and "-@admin" in users["default"], "user default is on, and not the application user's twin"
 
 
 def test_unauthenticated_client_is_refused(host, as_root):

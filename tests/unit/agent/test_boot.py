@@ -453,7 +453,15 @@ def _assert_ansible_was_given_this_host(world: World, playbook: dict[str, Any], 
     else:
         assert monitoring_state == {"prometheus_storage_path": None, "alertmanager_storage_path": None}
     assert variables["spot_host_enabled"] is True
+    assert variables["redis_legacy_auth"] is world.settings().redis_legacy_auth
     assert not set(SECRET_VARS) & set(variables)
+
+
+def test_password_only_clients_setting_becomes_the_redis_roles_variable(world: World) -> None:
+    world.boot(world.settings(redis_legacy_auth=True)).boot()
+
+    (playbook,) = world.run.playbooks
+    assert playbook["inventory"]["all"]["vars"]["redis_legacy_auth"] is True
 
 
 def test_with_monitoring_elsewhere_the_host_is_in_the_redis_group_only(world: World) -> None:

@@ -160,6 +160,28 @@ def test_settings_refuse_values_the_host_cannot_use(field, value):
         settings(**{field: value})
 
 
+def test_password_only_clients_are_a_flag_that_reaches_the_host(tmp_path):
+    assert written_settings(render_user_data(settings()), tmp_path)["SPOT_REDIS_REDIS_LEGACY_AUTH"] == "false"
+    user_data = render_user_data(settings(redis_legacy_auth=True))
+    written = written_settings(user_data, tmp_path)
+    assert written["SPOT_REDIS_REDIS_LEGACY_AUTH"] == "true"
+    assert HostSettings.from_environment(written).redis_legacy_auth is True
+
+
+def test_a_flag_must_be_true_or_false():
+    with pytest.raises(ValueError, match="redis_legacy_auth must be true or false"):
+        settings(redis_legacy_auth="true")
+    written = settings().environment() | {"SPOT_REDIS_REDIS_LEGACY_AUTH": "yes"}
+    with pytest.raises(ValueError, match=r"^SPOT_REDIS_REDIS_LEGACY_AUTH must be true or false, got 'yes'$"):
+        HostSettings.from_environment(written)
+
+
+def test_settings_of_an_older_user_data_keep_password_only_clients_out():
+    written = settings().environment()
+    del written["SPOT_REDIS_REDIS_LEGACY_AUTH"]
+    assert HostSettings.from_environment(written).redis_legacy_auth is False
+
+
 # --- ansible_core_pin, bundle_files ----------------------------------------------------------------------------
 
 

@@ -143,6 +143,17 @@ def test_the_fallback_and_the_warmup_public_address_can_be_turned_off(key):
         parse(**{key: "no"})
 
 
+def test_password_only_clients_are_refused_by_default():
+    assert parse(redisLegacyAuth=None).redis_legacy_auth is False
+
+
+def test_password_only_clients_can_be_let_in():
+    assert parse(redisLegacyAuth=True).redis_legacy_auth is True
+    assert parse(redisLegacyAuth="true").redis_legacy_auth is True  # `pulumi config set` stores a string
+    with pytest.raises(ConfigError, match=r"^spot-redis:redisLegacyAuth: expected true or false, got 'yes'"):
+        parse(redisLegacyAuth="yes")
+
+
 def test_numbers_set_from_the_command_line_arrive_as_strings():
     assert parse(snapshotRetainCount="7").snapshot_retain_count == 7
 

@@ -169,6 +169,11 @@ def test_user_data_bootstraps_the_host_with_the_stacks_settings(run):
     assert len(script.splitlines()) < 80
 
 
+def test_password_only_clients_reach_the_hosts_settings():
+    assert "SPOT_REDIS_REDIS_LEGACY_AUTH=false" in user_data(run_program())
+    assert "SPOT_REDIS_REDIS_LEGACY_AUTH=true" in user_data(run_program({"spot-redis:redisLegacyAuth": "true"}))
+
+
 def test_user_data_is_compressed_well_below_ec2s_limit(run):
     encoded = host_template(run)["userData"]
     assert base64.b64decode(encoded)[:2] == b"\x1f\x8b", "gzip: cloud-init unpacks it"

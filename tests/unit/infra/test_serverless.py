@@ -361,6 +361,7 @@ def rendered_role_acl() -> dict[str, tuple[bool, str]]:
     defaults.update(redis_admin_password="a" * 16, redis_app_password="b" * 16, redis_monitor_password="c" * 16)
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined)  # noqa: S701 - a Redis ACL file, not HTML
     environment.filters["hash"] = lambda value, _algorithm: "0" * 64
+    environment.filters["bool"] = bool  # Ansible's; redis_legacy_auth is false by default
     text = environment.from_string((ROLE / "templates" / "users.acl.j2").read_text()).render(**defaults)
     users = {}
     for line in text.splitlines():

@@ -38,7 +38,7 @@ def load_script():
 inventory_script = load_script()
 
 
-def user_data(stack: str) -> str:
+def user_data(stack: str, *, legacy_auth: bool = False) -> str:
     return render_user_data(
         HostSettings(
             stack=stack,
@@ -52,18 +52,19 @@ def user_data(stack: str) -> str:
             ansible_core_version="2.19.14",
             admin_cidrs=("203.0.113.0/24",),
             redis_allowed_cidrs=("192.168.10.0/24",),
+            redis_legacy_auth=legacy_auth,
         )
     )
 
 
-def launch(ec2, stack: str | None, *, running: bool = True) -> str:
+def launch(ec2, stack: str | None, *, running: bool = True, legacy_auth: bool = False) -> str:
     tags = [{"ResourceType": "instance", "Tags": [{"Key": "spot-redis:stack", "Value": stack}]}] if stack else []
     (instance,) = ec2.run_instances(
         ImageId=IMAGE,
         MinCount=1,
         MaxCount=1,
         InstanceType="t4g.small",
-        UserData=user_data(stack or "none"),
+        UserData=user_data(stack or "none", legacy_auth=legacy_auth),
         TagSpecifications=tags,
     )["Instances"]
     if not running:
@@ -140,12 +141,20 @@ def test_hostvars_reach_the_host_through_session_manager(ec2, hosts, capsys):
         "redis_data_dir": "/srv/redis/redis",
         "prometheus_storage_path": "/srv/redis/prometheus",
         "alertmanager_storage_path": "/srv/redis/alertmanager",
+        "redis_legacy_auth": False,
         "spot_redis_stack": "staging",
         "spot_redis_region": REGION,
         "spot_redis_parameter_prefix": "/spot-redis/staging",
         "ec2_instance_type": "t4g.small",
         "ec2_availability_zone": instance["Placement"]["AvailabilityZone"],
     }
+
+
+def test_a_host_booted_for_password_only_clients_is_pushed_the_same(ec2, hosts, capsys):
+    instance_id = launch(ec2, "legacy", legacy_auth=True)
+    code, inventory = run(capsys, "--list", environ={"SPOT_REDIS_STACK": "legacy", "AWS_REGION": REGION})
+    assert code == 0
+    assert inventory["_meta"]["hostvars"][instance_id]["redis_legacy_auth"] is True
 
 
 def test_nothing_secret_in_the_output(hosts, capsys):
@@ -308,6 +317,7 @@ def test_group_vars_read_the_secrets_from_ssm_and_mirror_the_boot(ansible_env, l
         "redis_data_dir",
         "prometheus_storage_path",
         "alertmanager_storage_path",
+        "redis_legacy_auth",
         "spot_host_enabled",
     ]
     message = "{{ {" + ", ".join(f"'{name}': {name}" for name in wanted) + "} | to_json }}"
@@ -333,6 +343,7 @@ def test_group_vars_read_the_secrets_from_ssm_and_mirror_the_boot(ansible_env, l
     assert values["redis_data_dir"] == "/srv/redis/redis"
     assert values["prometheus_storage_path"] == "/srv/redis/prometheus"
     assert values["alertmanager_storage_path"] == "/srv/redis/alertmanager"
+    assert values["redis_legacy_auth"] is False, "as the host booted with"
     assert values["spot_host_enabled"] is True, "a push keeps the watcher the boot installed"
     calls = aws_log.read_text().splitlines()
     assert calls
