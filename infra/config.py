@@ -303,33 +303,23 @@ RETIRED_KEYS = {
     "powertoolsLayerVersion": "no longer used: the Lambdas bundle the Powertools release requirements.txt pins "
     "(infra/alerting.py); remove the key",
 }
-KNOWN_KEYS = (
+# The keys both engines read; with each engine's own (ENGINE_KEYS), every key a stack may set.
+COMMON_KEYS = (
     "engine",
     "vpcId",
     "subnetId",
     "availabilityZone",
     "redisAllowedCidrs",
     "redisAllowedSecurityGroupIds",
-    "adminCidrs",
-    "architecture",
-    "instanceTypes",
-    "dataVolumeSizeGib",
-    "workingHours",
-    "alwaysOn",
-    "snapshotEveryHours",
     "snapshotRetainCount",
     "namespace",
     "alertEmail",
-    "keyName",
     "logRetentionDays",
     "warmupImageTag",
-    "onDemandFallback",
     "warmupPublicIp",
-    "redisLegacyAuth",
-    "hostPublicIp",
     "existingNamespace",
-    *ENGINE_KEYS[VALKEY_SERVERLESS],
 )
+KNOWN_KEYS = (*COMMON_KEYS, *ENGINE_KEYS[SPOT_HOST], *ENGINE_KEYS[VALKEY_SERVERLESS])
 
 
 class _Reader:
