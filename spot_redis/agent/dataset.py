@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from spot_redis.agent.layout import fsync_dir
 from spot_redis.events import Dataset, iso_time
 
 MARKER_NAME = ".spot-redis-clean-stop.json"
@@ -91,7 +92,7 @@ def write_marker(data_dir: Path, instance_id: str, keys: int | None = None) -> M
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, data_dir / MARKER_NAME)
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
     return marker
 
 
@@ -101,7 +102,7 @@ def clear_marker(data_dir: Path) -> bool:
         (Path(data_dir) / MARKER_NAME).unlink()
     except FileNotFoundError:
         return False
-    _fsync_dir(Path(data_dir))
+    fsync_dir(Path(data_dir))
     return True
 
 
@@ -116,11 +117,3 @@ def decide(data_dir: Path) -> Decision:
         changed = sorted(set(marker.files) ^ set(files) | {k for k in files if marker.files.get(k) != files[k]})
         return Decision(Dataset.CRASH, reason=f"data changed after the clean-stop marker: {', '.join(changed)}")
     return Decision(Dataset.COMPLETE, marker=marker, reason=f"clean stop by {marker.instance_id} at {marker.saved_at}")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -91,17 +91,17 @@ def migrate(mount: str | Path) -> list[str]:
         )
     for entry in entries:
         os.rename(entry, staging / entry.name)
-    _fsync_dir(staging)
-    _fsync_dir(mount)
+    fsync_dir(staging)
+    fsync_dir(mount)
     # The owner and mode the root had as Redis's `dir` (redis:redis 0750 on a first-layout volume).
     os.chown(staging, root.st_uid, root.st_gid)
     os.chmod(staging, root.st_mode & 0o7777 if entries else 0o750)
     os.rename(staging, redis_dir(mount))
-    _fsync_dir(mount)
+    fsync_dir(mount)
     return [entry.name for entry in entries]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
