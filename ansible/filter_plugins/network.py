@@ -6,6 +6,7 @@ Pure Python (``ipaddress`` only): the unit tests import this file without Ansibl
     {{ sources | invalid_cidrs(allow_addresses=true) }}              -> same, plain addresses allowed
     {{ redis_bind_addresses | invalid_bind_addresses }}              -> non-addresses and wildcards
     {{ sources | cidrs_of_family(4) }}                               -> ['10.0.0.0/24', '10.0.1.5/32']
+    {{ listen_address | host_port(9100) }}                           -> '10.0.0.5:9100', '[2001:db8::5]:9100'
 """
 
 import ipaddress
@@ -111,6 +112,29 @@ def cidrs_of_family(entries, family):
     return result
 
 
+def host_port(address, port):
+    """Return ``host:port`` for a flag, a URL or a scrape target, an IPv6 address in brackets.
+
+    '10.0.0.5', 9100 -> '10.0.0.5:9100'; '2001:db8::5', '9100' -> '[2001:db8::5]:9100'. A name
+    ('localhost') is left as it is, and so is an address already in brackets. The port is written as
+    an integer; one that is not an integer raises an error rather than render a target that cannot work.
+    """
+    if address is None or isinstance(address, (bool, list, dict)):
+        raise AnsibleFilterError(f"host_port expects an address or a host name, got {address!r}")
+    host = str(address)
+    if not host or host != host.strip():
+        raise AnsibleFilterError(f"host_port expects an address or a host name, got {address!r}")
+    if isinstance(port, bool):
+        raise AnsibleFilterError(f"host_port: the port must be an integer, got {port!r}")
+    try:
+        number = int(str(port).strip())
+    except ValueError:
+        raise AnsibleFilterError(f"host_port: the port must be an integer, got {port!r}") from None
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{number}"
+
+
 class FilterModule:
     """Network allow-list filters."""
 
@@ -119,4 +143,5 @@ class FilterModule:
             "invalid_cidrs": invalid_cidrs,
             "invalid_bind_addresses": invalid_bind_addresses,
             "cidrs_of_family": cidrs_of_family,
+            "host_port": host_port,
         }

@@ -96,10 +96,11 @@ def test_cidrs_of_family_refuses_garbage_instead_of_dropping_it():
         network.cidrs_of_family(["10.0.0.1", "foo"], 4)
 
 
-def test_filter_module_exposes_both_filters():
+def test_filter_module_exposes_the_filters():
     filters = network.FilterModule().filters()
     assert filters["invalid_cidrs"] is network.invalid_cidrs
     assert filters["cidrs_of_family"] is network.cidrs_of_family
+    assert filters["host_port"] is network.host_port
 
 
 def test_works_without_ansible(monkeypatch):
@@ -124,3 +125,51 @@ WILDCARDS = ["0.0.0.0", "-0.0.0.0", "::", "-::", "::0", "0:0::0", "*"]  # noqa: 
 @pytest.mark.parametrize("entry", [*WILDCARDS, "dead", "1.2.3", "10.0.0.0/24", "", 42])
 def test_invalid_bind_addresses_rejects_wildcards_and_non_addresses(entry):
     assert network.invalid_bind_addresses(["127.0.0.1", entry]) == [entry]
+
+
+@pytest.mark.parametrize(
+    "address, port, expected",
+    [
+        ("10.0.0.5", 9100, "10.0.0.5:9100"),
+        ("10.0.0.5", "9121", "10.0.0.5:9121"),  # an inventory or extra var may give the port as a string
+        ("127.0.0.1", " 9090 ", "127.0.0.1:9090"),
+        ("2001:db8::5", 9093, "[2001:db8::5]:9093"),
+        ("::1", 9090, "[::1]:9090"),
+        ("fd00::5", 9100, "[fd00::5]:9100"),
+        ("[2001:db8::5]", 9093, "[2001:db8::5]:9093"),  # already in brackets: not twice
+        ("localhost", 9093, "localhost:9093"),
+        ("monitor-1.internal", 9090, "monitor-1.internal:9090"),
+    ],
+)
+def test_host_port(address, port, expected):
+    assert network.host_port(address, port) == expected
+
+
+@pytest.mark.parametrize(
+    "address, port",
+    [
+        ("10.0.0.5", "http"),
+        ("10.0.0.5", ""),
+        ("10.0.0.5", None),
+        ("10.0.0.5", True),
+        ("10.0.0.5", 9100.5),  # int() would silently drop the fraction
+        ("", 9100),
+        (" 10.0.0.5", 9100),
+        (None, 9100),
+        (["10.0.0.5"], 9100),
+    ],
+)
+def test_host_port_refuses_what_cannot_be_a_target(address, port):
+    with pytest.raises(network.AnsibleFilterError):
+        network.host_port(address, port)
+
+
+def test_no_role_or_template_builds_host_port_by_hand():
+    """host:port is built by the host_port filter only, so that an IPv6 address always gets its brackets."""
+    ansible_dir = _PATH.parents[1]
+    by_hand = [
+        str(path.relative_to(ansible_dir))
+        for path in sorted(ansible_dir.rglob("*"))
+        if path.suffix in {".yml", ".j2"} and ("'[' ~" in path.read_text() or '"[" ~' in path.read_text())
+    ]
+    assert not by_hand, f"build host:port with the host_port filter: {by_hand}"
