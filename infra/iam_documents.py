@@ -477,13 +477,16 @@ def tls_only_bucket_policy(bucket_arn: str) -> str:
     bucket = _arn("bucket_arn", bucket_arn, "s3")
     if "/" in bucket:
         raise ValueError(f"bucket_arn must be a bucket ARN, not an object ARN, got {bucket!r}")
-    return _document(
-        {
-            "Sid": "DenyRequestsWithoutTls",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [bucket, f"{bucket}/*"],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }
-    )
+    return _document(deny_without_tls(bucket, sid="DenyRequestsWithoutTls"))
+
+
+def deny_without_tls(bucket_arn: str, sid: str) -> Statement:
+    """The bucket policy statement that refuses every request to the bucket and its objects made without TLS."""
+    return {
+        "Sid": sid,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }

@@ -16,6 +16,7 @@ import shlex
 from typing import Any
 
 from infra.config import NAMESPACE
+from infra.iam_documents import deny_without_tls
 from spot_redis.cli import aws
 from spot_redis.cli.context import CliError, Stack
 
@@ -61,14 +62,7 @@ def bucket_policy(bucket: str, region: str) -> str:
         {
             "Version": "2012-10-17",
             "Statement": [
-                {
-                    "Sid": "DenyWithoutTls",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [arn, f"{arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                },
+                deny_without_tls(arn, sid="DenyWithoutTls"),
                 {
                     "Sid": "ElastiCacheReadsTheRdbFiles",
                     "Effect": "Allow",
