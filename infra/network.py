@@ -15,7 +15,20 @@ MONITORING_PORTS = {"node_exporter": 9100, "redis_exporter": 9121, "prometheus":
 HOST_EGRESS = {"https": 443, "http": 80}
 
 
-class SecurityGroups(Concern):
+class _Groups(Concern):
+    """What both engines' security groups share: how a group of the stack is made."""
+
+    def _group(self, role: str, description: str) -> aws.ec2.SecurityGroup:
+        return aws.ec2.SecurityGroup(
+            f"{self.config.stack}-{role}",
+            description=description,
+            vpc_id=self.config.vpc_id,
+            tags=self.tags(role),
+            opts=self.child,
+        )
+
+
+class SecurityGroups(_Groups):
     def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("SecurityGroups", name, config, opts)
         self.host = self._group("host", "The Spot Redis host: Redis, exporters, Prometheus, Alertmanager; no SSH")
@@ -46,15 +59,6 @@ class SecurityGroups(Concern):
         )
         self._egress(f"{name}-warmup-https", self.warmup, 443, "ECR, CloudWatch Logs, SSM", cidr_ipv4="0.0.0.0/0")
         self.register_outputs({"host_security_group_id": self.host.id, "warmup_security_group_id": self.warmup.id})
-
-    def _group(self, role: str, description: str) -> aws.ec2.SecurityGroup:
-        return aws.ec2.SecurityGroup(
-            f"{self.config.stack}-{role}",
-            description=description,
-            vpc_id=self.config.vpc_id,
-            tags=self.tags(role),
-            opts=self.child,
-        )
 
     def _ingress_from_sources(self, name: str, port: int, what: str) -> None:
         for index, group_id in enumerate(self.config.redis_allowed_security_group_ids):
@@ -89,7 +93,7 @@ def _cidr(cidr: str) -> dict[str, str]:
     return {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
 
 
-class CacheSecurityGroups(Concern):
+class CacheSecurityGroups(_Groups):
     """The valkey-serverless engine's groups: the cache admits Redis's port from the same sources as the host would
     (the application's groups and networks, and the warm-up batch), nothing else; the warm-up group as for the host."""
 
@@ -122,15 +126,6 @@ class CacheSecurityGroups(Concern):
                 **peer,
             )
         self.register_outputs({"cache_security_group_id": self.cache.id, "warmup_security_group_id": self.warmup.id})
-
-    def _group(self, role: str, description: str) -> aws.ec2.SecurityGroup:
-        return aws.ec2.SecurityGroup(
-            f"{self.config.stack}-{role}",
-            description=description,
-            vpc_id=self.config.vpc_id,
-            tags=self.tags(role),
-            opts=self.child,
-        )
 
     def _ingress(self, name: str, description: str, **source: object) -> None:
         aws.vpc.SecurityGroupIngressRule(
