@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.volume_size import role_default
+from infra.role_defaults import role_default
 
 # What users.acl.j2 gives the admin and `default` (no password, no command, no key: nobody logs in as it).
 ADMIN_RULES = "~* &* +@all"

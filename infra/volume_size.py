@@ -23,25 +23,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
-import yaml
+from infra.role_defaults import role_default
 
-ROLES = Path(__file__).resolve().parent.parent / "ansible" / "roles"
 REDIS_FILE_COPIES = 4  # peak copies of the dataset on disk: see the module's docstring
 MONITORING_HEADROOM = 1.2  # Prometheus's WAL and head block beyond its retention size, and Alertmanager's state
 USABLE_SHARE = 0.93  # of an ext4 volume: 5% reserved for root, about 2% of metadata
 _SIZE = re.compile(r"^(?P<number>\d+)(?P<unit>MB|GB)$")
-
-
-@cache
-def role_default(role: str, variable: str) -> object:
-    """A role's default, read from its defaults/main.yml: the one place each of these facts is written."""
-    defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
-    if variable not in defaults:
-        raise KeyError(f"ansible/roles/{role}/defaults/main.yml has no {variable}")
-    return defaults[variable]
 
 
 def maxmemory_fraction() -> float:

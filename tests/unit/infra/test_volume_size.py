@@ -6,6 +6,7 @@ import pulumi
 import pytest
 
 from infra import volume_size
+from infra.role_defaults import role_default
 from tests.unit.pulumi_harness import run_program
 
 
@@ -28,7 +29,7 @@ def test_the_facts_come_from_the_roles_defaults():
     assert volume_size.maxmemory_fraction() == 0.6
     assert volume_size.monitoring_retention_gib() == 1
     with pytest.raises(KeyError, match=r"ansible/roles/redis/defaults/main\.yml has no redis_nothing"):
-        volume_size.role_default("redis", "redis_nothing")
+        role_default("redis", "redis_nothing")
 
 
 @pytest.mark.parametrize(("size", "gib"), [("1GB", 1), ("512MB", 0.5), ("20GB", 20)])
